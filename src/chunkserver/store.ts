@@ -1,0 +1,487 @@
+// Replicas on disk: one file per chunk under <dataDir>/chunks/, named from the handle as 16 hex
+// digits (never from a client path, so no client input ever becomes a file name), plus a sidecar
+// "<hex>.meta" with the version and a CRC32 per block (sidecar.ts), plus "<hex>.bad" once the
+// replica failed a checksum (so it stays quarantined across restarts).
+//
+// The replica's length is its data file's size. Checksums live in memory and in the sidecar;
+// every read verifies the blocks it touches, and a mutation that keeps part of an old block
+// verifies that block before folding its bytes into a new checksum, so corruption is never
+// silently blessed. A replica that fails is marked corrupt: never served again (EIO), reported
+// through onCorrupt, kept until the master deletes it.
+//
+// Data is written before checksums: a crash in between leaves a mismatch that the next read
+// catches, and the master then re-replicates from a good copy (as in the paper, §5.2).
+
+import { mkdir, open, readdir, readFile, rename, stat, statfs, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { GfsError, asGfsError } from '../protocol/errors.js';
+import type { ChunkHandle, ChunkReport } from '../protocol/messages.js';
+import type { Logger } from '../log.js';
+import { crcOf, zeros } from './checksum.js';
+import { readAll, unlinkQuietly, writeAll, writeDurably } from './fsutil.js';
+import { Incoming } from './incoming.js';
+import { FileCache } from './files.js';
+import { Mutex, RwLock } from './locks.js';
+import { crcOffset, decodeSidecar, encodeCrcs, encodeHeader } from './sidecar.js';
+
+export const handleName = (handle: ChunkHandle): string => handle.toString(16).padStart(16, '0');
+const HANDLE_FILE = /^[0-9a-f]{16}$/;
+const TEMP_FILE = /^[0-9a-f]{16}\.(?:repl|tmp)-/;
+
+interface Replica {
+  readonly handle: ChunkHandle;
+  readonly dataPath: string;
+  readonly metaPath: string;
+  version: number;
+  length: number;
+  /** crcs[i] covers bytes [i*B, min((i+1)*B, length)). */
+  crcs: number[];
+  corrupt: boolean;
+  /** Removed from the store; operations that still hold it must fail. */
+  gone: boolean;
+  /** The write of the ".bad" marker, awaited before the marker may be removed. */
+  marking?: Promise<void>;
+  readonly io: RwLock;
+}
+
+export interface ReplicaInfo {
+  handle: ChunkHandle;
+  version: number;
+  length: number;
+  corrupt: boolean;
+}
+
+export interface StoreOptions {
+  dataDir: string;
+  blockSize: number;
+  log: Logger;
+  maxOpenFiles?: number;
+}
+
+export class ChunkStore {
+  /** Called once when a replica turns corrupt (the chunkserver reports it to the master). */
+  onCorrupt: (handle: ChunkHandle) => void = () => {};
+  readonly dir: string;
+  private readonly replicas = new Map<ChunkHandle, Replica>();
+  private readonly files: FileCache;
+  /** Serializes changes to which replicas exist (create, install, remove). */
+  private readonly ns = new Mutex();
+  private readonly blockSize: number;
+  private readonly log: Logger;
+
+  private constructor(private readonly opts: StoreOptions) {
+    this.dir = join(opts.dataDir, 'chunks');
+    this.blockSize = opts.blockSize;
+    this.log = opts.log;
+    this.files = new FileCache(opts.maxOpenFiles ?? 128);
+  }
+
+  static async open(opts: StoreOptions): Promise<ChunkStore> {
+    if (!Number.isSafeInteger(opts.blockSize) || opts.blockSize <= 0) throw new Error(`bad checksum block ${opts.blockSize}`);
+    const store = new ChunkStore(opts);
+    await mkdir(store.dir, { recursive: true });
+    await store.load();
+    return store;
+  }
+
+  // ---- what we hold ----
+
+  info(handle: ChunkHandle): ReplicaInfo | undefined {
+    const r = this.replicas.get(handle);
+    return r && { handle, version: r.version, length: r.length, corrupt: r.corrupt };
+  }
+
+  /** Good replicas as [handle, version]. */
+  reports(): ChunkReport[] {
+    const out: ChunkReport[] = [];
+    for (const r of this.replicas.values()) if (!r.corrupt) out.push([r.handle, r.version]);
+    return out;
+  }
+
+  corruptHandles(): ChunkHandle[] {
+    const out: ChunkHandle[] = [];
+    for (const r of this.replicas.values()) if (r.corrupt) out.push(r.handle);
+    return out;
+  }
+
+  /** Bytes of replica files (corrupt ones included: they still take the disk). */
+  usedBytes(): number {
+    let n = 0;
+    for (const r of this.replicas.values()) n += r.length;
+    return n;
+  }
+
+  async freeBytes(): Promise<number> {
+    const s = await statfs(this.opts.dataDir);
+    return s.bavail * s.bsize;
+  }
+
+  get count(): number {
+    return this.replicas.size;
+  }
+
+  // ---- namespace ----
+
+  /** A new, empty replica at version (the files are fsync'd before it counts as created). */
+  create(handle: ChunkHandle, version: number): Promise<void> {
+    return this.ns.run(async () => {
+      if (this.replicas.has(handle)) return;
+      const r = this.newReplica(handle, version, 0, [], false);
+      try {
+        await writeDurably(r.metaPath, encodeHeader(this.blockSize, version));
+        await writeDurably(r.dataPath, Buffer.alloc(0));
+        await this.syncDir();
+      } catch (e) {
+        await unlinkQuietly(r.dataPath);
+        await unlinkQuietly(r.metaPath);
+        throw asGfsError(e);
+      }
+      this.replicas.set(handle, r);
+    });
+  }
+
+  /**
+   * Drop a replica and its files (absent is fine: deletes are idempotent). With atMost, only if
+   * its version is at most that (the master may have re-leased a newer one meanwhile); true if
+   * it was removed.
+   */
+  remove(handle: ChunkHandle, atMost = Infinity): Promise<boolean> {
+    return this.ns.run(async () => {
+      const r = this.replicas.get(handle);
+      if (!r) return false;
+      return r.io.write(async () => {
+        if (r.version > atMost) return false;
+        r.gone = true;
+        this.replicas.delete(handle);
+        this.files.invalidate(r.dataPath);
+        this.files.invalidate(r.metaPath);
+        await unlinkQuietly(r.dataPath);
+        await unlinkQuietly(r.metaPath);
+        await r.marking;
+        await unlinkQuietly(r.dataPath + '.bad');
+        return true;
+      });
+    });
+  }
+
+  /** Receive a whole replica in order (replication); installed only by commit(). */
+  async incoming(handle: ChunkHandle, maxLength: number): Promise<Incoming> {
+    const base = join(this.dir, `${handleName(handle)}.repl-${randomBytes(4).toString('hex')}`);
+    const fh = await open(base, 'wx+').catch((e) => {
+      throw asGfsError(e);
+    });
+    return new Incoming(this, handle, base, fh, this.blockSize, maxLength);
+  }
+
+  /** Called by Incoming.commit: swap the verified temp files in as the replica. */
+  async install(handle: ChunkHandle, version: number, length: number, crcs: number[], tmpData: string, tmpMeta: string): Promise<void> {
+    await this.ns.run(async () => {
+      const existing = this.replicas.get(handle);
+      const r = existing ?? this.newReplica(handle, version, length, crcs, false);
+      await r.io.write(async () => {
+        this.files.invalidate(r.dataPath);
+        this.files.invalidate(r.metaPath);
+        await rename(tmpData, r.dataPath);
+        await rename(tmpMeta, r.metaPath);
+        await r.marking;
+        await unlinkQuietly(r.dataPath + '.bad');
+        await this.syncDir();
+        r.version = version;
+        r.length = length;
+        r.crcs = crcs;
+        r.corrupt = false;
+        r.gone = false;
+      });
+      this.replicas.set(handle, r);
+    });
+  }
+
+  // ---- versions ----
+
+  /** Set and persist (fsync) the version; nothing is written when it is unchanged. */
+  async setVersion(handle: ChunkHandle, version: number): Promise<void> {
+    const r = this.need(handle);
+    await r.io.write(async () => {
+      if (r.gone) throw missing(handle);
+      if (r.version === version) return;
+      await this.files.use(r.metaPath, async (fh) => {
+        await writeAll(fh, encodeHeader(this.blockSize, version), 0);
+        await fh.datasync();
+      });
+      r.version = version;
+    });
+  }
+
+  // ---- data ----
+
+  /** Checksum-verified bytes [offset, offset+length) clipped at the end, with the replica's length. */
+  async read(handle: ChunkHandle, offset: number, length: number): Promise<{ data: Buffer; chunkLength: number }> {
+    const r = this.need(handle);
+    return r.io.read(async () => {
+      this.usable(r);
+      const end = Math.min(offset + length, r.length);
+      if (offset >= end) return { data: Buffer.alloc(0), chunkLength: r.length };
+      const B = this.blockSize;
+      const first = Math.floor(offset / B);
+      const from = first * B;
+      const to = Math.min(Math.ceil(end / B) * B, r.length);
+      const buf = await this.readData(r, from, to - from);
+      for (let i = 0, at = 0; at < buf.length; i++, at += B) {
+        this.verify(r, first + i, buf.subarray(at, Math.min(at + B, buf.length)));
+      }
+      return { data: buf.subarray(offset - from, end - from), chunkLength: r.length };
+    });
+  }
+
+  /** Write data at offset; a gap past the current end is zero-filled (and checksummed). */
+  async write(handle: ChunkHandle, offset: number, data: Uint8Array): Promise<void> {
+    const r = this.need(handle);
+    await r.io.write(async () => {
+      this.usable(r);
+      if (data.length > 0) await this.extent(r, offset, data);
+    });
+  }
+
+  /** Zero-extend the replica to length (no-op when it is that long already). */
+  async pad(handle: ChunkHandle, length: number): Promise<void> {
+    const r = this.need(handle);
+    await r.io.write(async () => {
+      this.usable(r);
+      if (length > r.length) await this.extent(r, length, new Uint8Array(0));
+    });
+  }
+
+  /** Cut (or zero-extend) the replica to length. */
+  async truncate(handle: ChunkHandle, length: number): Promise<void> {
+    const r = this.need(handle);
+    await r.io.write(async () => {
+      this.usable(r);
+      if (length > r.length) await this.extent(r, length, new Uint8Array(0));
+      else if (length < r.length) await this.shrink(r, length);
+    });
+  }
+
+  /** fsync a replica's data and checksums. */
+  async sync(handle: ChunkHandle): Promise<void> {
+    const r = this.need(handle);
+    await r.io.read(async () => {
+      if (r.gone) throw missing(handle);
+      await this.files.use(r.dataPath, (fh) => fh.sync());
+      await this.files.use(r.metaPath, (fh) => fh.sync());
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.files.closeAll();
+  }
+
+  // ---- internals ----
+
+  private need(handle: ChunkHandle): Replica {
+    const r = this.replicas.get(handle);
+    if (!r) throw missing(handle);
+    return r;
+  }
+
+  private usable(r: Replica): void {
+    if (r.gone) throw missing(r.handle);
+    if (r.corrupt) throw new GfsError('EIO', `replica of chunk ${r.handle} is corrupt`);
+  }
+
+  private verify(r: Replica, block: number, bytes: Uint8Array): void {
+    if (crc32(bytes) >>> 0 !== r.crcs[block] >>> 0) {
+      this.markCorrupt(r, `checksum mismatch in block ${block}`);
+      throw new GfsError('EIO', `replica of chunk ${r.handle} is corrupt (block ${block})`);
+    }
+  }
+
+  private markCorrupt(r: Replica, why: string): void {
+    if (r.corrupt) return;
+    r.corrupt = true;
+    this.log.warn(`chunk ${r.handle}: ${why}; replica quarantined`);
+    // Remember across restarts; best effort (the heartbeat reports it either way).
+    r.marking = writeFile(r.dataPath + '.bad', why + '\n').catch(() => {});
+    try {
+      this.onCorrupt(r.handle);
+    } catch {
+      // A reporting failure must not turn into a failed read of some other kind.
+    }
+  }
+
+  private async readData(r: Replica, pos: number, n: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(n);
+    const got = await this.files.use(r.dataPath, (fh) => readAll(fh, buf, pos));
+    if (got < n) {
+      this.markCorrupt(r, `file shorter than its recorded length ${r.length}`);
+      throw new GfsError('EIO', `replica of chunk ${r.handle} is truncated`);
+    }
+    return buf;
+  }
+
+  /**
+   * Put data at offset, zero-filling [length, offset). Only the first and last touched blocks can
+   * keep old bytes; those are read and verified, then every touched block's checksum is rebuilt
+   * from its pieces: old prefix, zero gap, new data, old suffix.
+   */
+  private async extent(r: Replica, offset: number, data: Uint8Array): Promise<void> {
+    const B = this.blockSize;
+    const oldLen = r.length;
+    const end = offset + data.length;
+    const newLen = Math.max(oldLen, end);
+    const start = Math.min(offset, oldLen);
+    const bs = Math.floor(start / B);
+    const be = Math.ceil(end / B);
+
+    const old = new Map<number, Buffer>();
+    for (const i of new Set([bs, be - 1])) {
+      const bStart = i * B;
+      const oldEnd = Math.min(bStart + B, oldLen);
+      if (oldEnd <= bStart) continue;
+      const keepsPrefix = i === bs && start > bStart;
+      const keepsSuffix = i === be - 1 && end < oldEnd;
+      if (!keepsPrefix && !keepsSuffix) continue;
+      const bytes = await this.readData(r, bStart, oldEnd - bStart);
+      this.verify(r, i, bytes);
+      old.set(i, bytes);
+    }
+
+    const crcs: number[] = [];
+    for (let i = bs; i < be; i++) {
+      const bStart = i * B;
+      const bEnd = Math.min(bStart + B, newLen);
+      const o = old.get(i);
+      const pieces: Uint8Array[] = [];
+      if (o && start > bStart) pieces.push(o.subarray(0, start - bStart));
+      const g0 = Math.max(bStart, oldLen);
+      const g1 = Math.min(offset, bEnd);
+      if (g1 > g0) pieces.push(zeros(g1 - g0));
+      const d0 = Math.max(bStart, offset);
+      const d1 = Math.min(end, bEnd);
+      if (d1 > d0) pieces.push(data.subarray(d0 - offset, d1 - offset));
+      const s0 = Math.max(bStart, end);
+      const s1 = Math.min(bEnd, oldLen);
+      if (o && s1 > s0) pieces.push(o.subarray(s0 - bStart, s1 - bStart));
+      crcs.push(crcOf(pieces) >>> 0);
+    }
+
+    try {
+      await this.files.use(r.dataPath, async (fh) => {
+        if (offset > oldLen) await fh.truncate(offset); // the file system zero-fills the gap
+        if (data.length > 0) await writeAll(fh, data, offset);
+      });
+    } catch (e) {
+      // Leave the replica as long as it was (best effort) so memory and disk agree on its length.
+      if (newLen > oldLen) await this.files.use(r.dataPath, (fh) => fh.truncate(oldLen)).catch(() => {});
+      throw asGfsError(e);
+    }
+    // The data is on disk: memory now describes it, whatever happens to the sidecar write.
+    for (let i = bs; i < be; i++) r.crcs[i] = crcs[i - bs];
+    r.length = newLen;
+    await this.files.use(r.metaPath, (fh) => writeAll(fh, encodeCrcs(crcs), crcOffset(bs))).catch((e) => {
+      throw asGfsError(e);
+    });
+  }
+
+  private async shrink(r: Replica, length: number): Promise<void> {
+    const B = this.blockSize;
+    const last = Math.floor(length / B);
+    let lastCrc: number | null = null;
+    if (length % B !== 0) {
+      // The new last block keeps old bytes: check them before they get a fresh checksum.
+      const bStart = last * B;
+      const bytes = await this.readData(r, bStart, Math.min(bStart + B, r.length) - bStart);
+      this.verify(r, last, bytes);
+      lastCrc = crc32(bytes.subarray(0, length - bStart)) >>> 0;
+    }
+    const blocks = Math.ceil(length / B);
+    try {
+      await this.files.use(r.dataPath, (fh) => fh.truncate(length));
+    } catch (e) {
+      throw asGfsError(e);
+    }
+    r.length = length;
+    r.crcs.length = blocks;
+    if (lastCrc !== null) r.crcs[last] = lastCrc;
+    await this.files
+      .use(r.metaPath, async (fh) => {
+        if (lastCrc !== null) await writeAll(fh, encodeCrcs([lastCrc]), crcOffset(last));
+        await fh.truncate(crcOffset(blocks));
+      })
+      .catch((e) => {
+        throw asGfsError(e);
+      });
+  }
+
+  private newReplica(handle: ChunkHandle, version: number, length: number, crcs: number[], corrupt: boolean): Replica {
+    const name = handleName(handle);
+    return {
+      handle,
+      dataPath: join(this.dir, name),
+      metaPath: join(this.dir, `${name}.meta`),
+      version,
+      length,
+      crcs,
+      corrupt,
+      gone: false,
+      io: new RwLock(),
+    };
+  }
+
+  async syncDir(): Promise<void> {
+    const fh = await open(this.dir, 'r');
+    try {
+      await fh.sync();
+    } catch {
+      // Some file systems refuse fsync on a directory; the rename is still there.
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Rebuild the table from disk at start-up (the checksums themselves are verified lazily, on use). */
+  private async load(): Promise<void> {
+    const names = new Set(await readdir(this.dir));
+    for (const name of names) {
+      if (TEMP_FILE.test(name)) {
+        // Left by a replication that did not finish.
+        await unlinkQuietly(join(this.dir, name));
+        continue;
+      }
+      if (name.endsWith('.meta') && !names.has(name.slice(0, -5)) && HANDLE_FILE.test(name.slice(0, -5))) {
+        await unlinkQuietly(join(this.dir, name)); // its replica was being removed
+        continue;
+      }
+      if (name.endsWith('.bad') && !names.has(name.slice(0, -4))) {
+        await unlinkQuietly(join(this.dir, name));
+        continue;
+      }
+      if (!HANDLE_FILE.test(name)) continue;
+      const handle = parseInt(name, 16);
+      if (!Number.isSafeInteger(handle)) {
+        this.log.warn(`ignoring chunk file ${name}: handle beyond 2^53`);
+        continue;
+      }
+      const r = this.newReplica(handle, 0, 0, [], false);
+      r.length = (await stat(r.dataPath)).size;
+      const meta = names.has(`${name}.meta`) ? decodeSidecar(await readFile(r.metaPath)) : null;
+      if (meta) r.version = meta.version;
+      let bad: string | null = null;
+      if (!meta) bad = 'sidecar missing or unreadable';
+      else if (meta.blockSize !== this.blockSize) bad = `sidecar has ${meta.blockSize}-byte blocks, configured ${this.blockSize}`;
+      else if (meta.crcs.length < Math.ceil(r.length / this.blockSize)) bad = 'sidecar has fewer checksums than the data has blocks';
+      else if (names.has(`${name}.bad`)) bad = 'marked corrupt earlier';
+      if (meta) r.crcs = Array.from(meta.crcs.subarray(0, Math.ceil(r.length / this.blockSize)));
+      if (bad) {
+        r.corrupt = true;
+        this.log.warn(`chunk ${handle}: ${bad}; reported as corrupt`);
+      }
+      this.replicas.set(handle, r);
+    }
+  }
+}
+
+function missing(handle: ChunkHandle): GfsError {
+  return new GfsError('ENOENT', `no replica of chunk ${handle}`);
+}

@@ -1,0 +1,132 @@
+#!/usr/bin/env node
+// gfs: one command per role. Daemons run in the foreground, log to stderr, print a readiness line
+// on stdout, and stop cleanly on SIGTERM.
+
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { configFrom, defaults, MiB, type GfsConfig } from './config.js';
+import { announceReady, fail, runUntilSignal } from './daemon.js';
+import { logger } from './log.js';
+
+function parseSize(v: string): number {
+  const m = /^(\d+)\s*(k|kib|m|mib|g|gib)?$/i.exec(v.trim());
+  if (!m) throw new InvalidArgumentError(`not a size: ${v} (e.g. 65536, 64M, 4MiB)`);
+  const unit = (m[2] ?? '').toLowerCase()[0];
+  return Number(m[1]) * (unit === 'k' ? 1024 : unit === 'm' ? MiB : unit === 'g' ? 1024 * MiB : 1);
+}
+
+function parseCount(v: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`not a whole number: ${v}`);
+  return n;
+}
+
+function parseListen(v: string): { host: string; port: number } {
+  const m = /^(.+):(\d+)$/.exec(v);
+  if (!m || Number(m[2]) > 65535) throw new InvalidArgumentError(`expected HOST:PORT, got ${v}`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+function parseUrl(v: string): string {
+  const url = v.startsWith('ws://') ? v : `ws://${v}`;
+  if (!/^ws:\/\/[^/:]+:\d+\/?$/.test(url)) throw new InvalidArgumentError(`expected ws://HOST:PORT, got ${v}`);
+  return url.replace(/\/$/, '');
+}
+
+/** Options every role shares: the cluster's tunables (see src/config.ts for what each means). */
+const tunables: Array<[flag: string, key: keyof GfsConfig, help: string, parse: (v: string) => number]> = [
+  ['--chunk-size <size>', 'chunkSize', 'bytes per chunk (master)', parseSize],
+  ['--replication <n>', 'replication', 'replicas per chunk (master)', parseCount],
+  ['--lease-ms <ms>', 'leaseMs', 'primary lease length', parseCount],
+  ['--heartbeat-ms <ms>', 'heartbeatMs', 'chunkserver heartbeat interval (master)', parseCount],
+  ['--dead-after-ms <ms>', 'deadAfterMs', 'silence after which a chunkserver is dead (master)', parseCount],
+  ['--rpc-timeout-ms <ms>', 'rpcTimeoutMs', 'time-out of one request', parseCount],
+  ['--client-retry-ms <ms>', 'clientRetryMs', 'how long a mount retries before EIO', parseCount],
+];
+
+function withTunables(cmd: Command): Command {
+  for (const [flag, key, help, parse] of tunables) {
+    cmd.addOption(new Option(flag, `${help} [default ${defaults[key]}]`).argParser(parse));
+  }
+  return cmd;
+}
+
+function configOf(opts: Record<string, unknown>): GfsConfig {
+  const partial: Partial<GfsConfig> = {};
+  for (const [, key] of tunables) if (typeof opts[key] === 'number') (partial as Record<string, number>)[key] = opts[key] as number;
+  try {
+    return configFrom(partial);
+  } catch (e) {
+    return fail((e as Error).message);
+  }
+}
+
+/** The tunables given on this command line, to hand on to child daemons. */
+function tunableArgs(opts: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  for (const [flag, key] of tunables) if (typeof opts[key] === 'number') out.push(flag.split(' ')[0], String(opts[key]));
+  return out;
+}
+
+const program = new Command('gfs').description('A distributed file system in the design of the Google File System').showHelpAfterError();
+
+withTunables(program.command('master'))
+  .description('run the master: namespace, chunk map, leases')
+  .requiredOption('--data <dir>', 'where the op log and checkpoints live')
+  .option('--listen <host:port>', 'address to serve on', parseListen, { host: '127.0.0.1', port: 0 })
+  .action(async (opts) => {
+    const { startMaster } = await import('./master/server.js');
+    const log = logger('master');
+    const m = await startMaster({ dataDir: opts.data, ...opts.listen, cfg: configOf(opts), log }).catch((e) => fail(`master: ${(e as Error).message}`));
+    runUntilSignal(log, () => m.stop());
+    announceReady(`ws://${m.address}`);
+  });
+
+withTunables(program.command('chunkserver'))
+  .description('run a chunkserver: stores chunk replicas')
+  .requiredOption('--data <dir>', 'where the chunk files live')
+  .requiredOption('--master <url>', 'the master, ws://HOST:PORT', parseUrl)
+  .option('--listen <host:port>', 'address to serve on', parseListen, { host: '127.0.0.1', port: 0 })
+  .action(async (opts) => {
+    const { startChunkserver } = await import('./chunkserver/index.js');
+    const log = logger('chunkserver');
+    const cs = await startChunkserver({ dataDir: opts.data, masterUrl: opts.master, ...opts.listen, cfg: configOf(opts), log }).catch((e) =>
+      fail(`chunkserver: ${(e as Error).message}`),
+    );
+    runUntilSignal(log, () => cs.stop());
+    announceReady(`ws://${cs.address}`);
+  });
+
+withTunables(program.command('mount'))
+  .description('mount the file system at MOUNTPOINT')
+  .argument('<master>', 'the master, ws://HOST:PORT', parseUrl)
+  .argument('<mountpoint>', 'an existing empty directory')
+  .action(async (master: string, mountpoint: string, opts) => {
+    const { mountGfs } = await import('./fuse/mount.js');
+    const log = logger('mount');
+    const m = await mountGfs({ masterUrl: master, mountpoint, cfg: configOf(opts), log }).catch((e) => fail(`mount: ${(e as Error).message}`));
+    runUntilSignal(log, () => m.unmount());
+    announceReady(mountpoint);
+  });
+
+withTunables(program.command('up'))
+  .description('run a local cluster (master, chunkservers, mount) in the foreground')
+  .argument('<mountpoint>', 'where to mount it (created if missing)')
+  .option('--chunkservers <n>', 'how many chunkservers', parseCount, 3)
+  .option('--data <dir>', 'where all data lives', './.gfs')
+  .action(async (mountpoint: string, opts) => {
+    const { up } = await import('./up.js');
+    await up(mountpoint, { data: opts.data, chunkservers: opts.chunkservers, configArgs: tunableArgs(opts) });
+  });
+
+program
+  .command('status')
+  .description("print the cluster's health: chunkservers, under-replicated and corrupt chunks")
+  .argument('<master>', 'the master, ws://HOST:PORT', parseUrl)
+  .option('--json', 'print JSON')
+  .action(async (master: string, opts) => {
+    const { printStatus } = await import('./status.js');
+    await printStatus(master, !!opts.json).catch((e) => fail((e as Error).message));
+    process.exit(0);
+  });
+
+program.parseAsync().catch((e) => fail((e as Error).message));

@@ -1,0 +1,82 @@
+// The client's connection to the master. It re-dials by itself; while the master is away, calls
+// wait (retrying with back-off) up to cfg.clientRetryMs and then fail with EIO, so a mount neither
+// hangs forever nor fails at the first hiccup.
+
+import { GfsError, asGfsError } from '../protocol/errors.js';
+import type { MasterClientApi } from '../protocol/messages.js';
+import { connect, type Peer } from '../protocol/rpc.js';
+import type { GfsConfig } from '../config.js';
+import type { Logger } from '../log.js';
+
+type MasterPeer = Peer<MasterClientApi>;
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Errors that mean "the other side is (maybe briefly) not there", worth waiting out. */
+export const isUnreachable = (e: GfsError) => e.code === 'EUNAVAIL' || e.code === 'ETIMEDOUT';
+
+/**
+ * Run attempt until it succeeds, fails with an error retry() rejects, or retryMs have passed
+ * (then the last error, as EIO if it was a reachability error).
+ */
+export async function withRetry<T>(retryMs: number, retry: (e: GfsError) => boolean, attempt: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + retryMs;
+  let pause = 20;
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (e) {
+      const err = asGfsError(e);
+      if (!retry(err)) throw err;
+      if (Date.now() + pause > deadline) {
+        throw isUnreachable(err) ? new GfsError('EIO', `gave up after ${retryMs} ms: ${err.message}`) : err;
+      }
+      await sleep(pause);
+      pause = Math.min(pause * 2, 1000);
+    }
+  }
+}
+
+export class MasterLink {
+  private peer: Promise<MasterPeer> | null = null;
+  private closed = false;
+
+  constructor(
+    readonly url: string,
+    private readonly cfg: GfsConfig,
+    private readonly log: Logger,
+  ) {}
+
+  /** Dial once; rejects if the master cannot be reached now (used to fail fast at start-up). */
+  async connectOnce(): Promise<void> {
+    await this.get();
+  }
+
+  call<K extends keyof MasterClientApi & string>(type: K, body: MasterClientApi[K][0], retry: (e: GfsError) => boolean = isUnreachable): Promise<MasterClientApi[K][1]> {
+    return withRetry(this.cfg.clientRetryMs, retry, async () => (await this.get()).call(type, body));
+  }
+
+  close(): void {
+    this.closed = true;
+    this.peer?.then((p) => p.close(), () => {});
+    this.peer = null;
+  }
+
+  private get(): Promise<MasterPeer> {
+    if (this.closed) return Promise.reject(new GfsError('EUNAVAIL', 'client closed'));
+    if (!this.peer) {
+      const p = connect<MasterClientApi>(this.url, { maxFrameBytes: this.cfg.maxFrameBytes, timeoutMs: this.cfg.rpcTimeoutMs, log: this.log });
+      this.peer = p;
+      p.then(
+        (peer) => peer.onClose(() => {
+          if (this.peer === p) this.peer = null;
+          if (!this.closed) this.log.warn('lost the master connection; re-dialling on next use');
+        }),
+        () => {
+          if (this.peer === p) this.peer = null;
+        },
+      );
+    }
+    return this.peer;
+  }
+}

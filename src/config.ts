@@ -1,0 +1,60 @@
+// Every tunable of gfs, with its default, in one place. Daemons take the user-facing ones as CLI
+// options (src/cli.ts); tests pass small values (e.g. 4 MiB chunks, 1 s heartbeats) the same way.
+
+export const MiB = 1024 * 1024;
+
+export interface GfsConfig {
+  /** Bytes per chunk (the paper's 64 MiB). A file's byte N lives in chunk floor(N / chunkSize). */
+  chunkSize: number;
+  /** Replicas per chunk (the paper's 3). */
+  replication: number;
+  /** Bytes covered by one checksum on a chunkserver (the paper's 64 KiB). */
+  checksumBlock: number;
+  /** How long a primary's lease lasts (the paper's 60 s). */
+  leaseMs: number;
+  /** How often a chunkserver reports to the master. */
+  heartbeatMs: number;
+  /** A chunkserver silent for this long is dead. */
+  deadAfterMs: number;
+  /** Time-out of one request on the wire (a chunk write of up to writeBufferBytes must fit in it). */
+  rpcTimeoutMs: number;
+  /** How long a client operation keeps retrying while the master or replicas are away before EIO. */
+  clientRetryMs: number;
+  /** Largest frame any daemon accepts; bigger frames close the connection. */
+  maxFrameBytes: number;
+  /** Bytes a client buffers per open file before it pushes them to the chunkservers. */
+  writeBufferBytes: number;
+  /** Bytes a client reads ahead per open file on sequential reads. */
+  readAheadBytes: number;
+  /** Op-log records after which the master writes a checkpoint and starts a new log. */
+  checkpointEvery: number;
+}
+
+export const defaults: GfsConfig = {
+  chunkSize: 64 * MiB,
+  replication: 3,
+  checksumBlock: 64 * 1024,
+  leaseMs: 60_000,
+  heartbeatMs: 2_000,
+  deadAfterMs: 15_000,
+  rpcTimeoutMs: 30_000,
+  clientRetryMs: 90_000, // longer than a lease: writes may wait one out after a master restart
+  maxFrameBytes: 20 * MiB,
+  writeBufferBytes: 8 * MiB,
+  readAheadBytes: 4 * MiB,
+  checkpointEvery: 100_000,
+};
+
+/** Largest record a record append takes: a quarter of a chunk, as in the paper (§3.3). */
+export const maxRecordBytes = (cfg: Pick<GfsConfig, 'chunkSize'>): number => Math.floor(cfg.chunkSize / 4);
+
+export function configFrom(partial: Partial<GfsConfig>): GfsConfig {
+  const cfg = { ...defaults, ...partial };
+  if (cfg.chunkSize % cfg.checksumBlock !== 0) {
+    throw new Error(`chunk size ${cfg.chunkSize} must be a multiple of ${cfg.checksumBlock}`);
+  }
+  if (cfg.replication < 1) throw new Error('replication must be at least 1');
+  // A whole write buffer travels in one frame; keep some room for the envelope.
+  cfg.writeBufferBytes = Math.min(cfg.writeBufferBytes, cfg.maxFrameBytes - 64 * 1024, cfg.chunkSize);
+  return cfg;
+}

@@ -1,0 +1,54 @@
+// gfs mount: a GfsClient served at a mount point through our fuse-native fork.
+// The process serving a mount never touches the mount itself (that would deadlock the kernel).
+
+import type { GfsConfig } from '../config.js';
+import { GfsClient } from '../client/client.js';
+import { logger, type Logger } from '../log.js';
+import { FuseMount } from './native/index.js';
+import { fuseOps } from './ops.js';
+import { IO_BLOCK } from './stat.js';
+
+export interface MountOptions {
+  masterUrl: string;
+  mountpoint: string;
+  cfg: GfsConfig;
+  log?: Logger;
+}
+
+export interface RunningMount {
+  unmount(): Promise<void>;
+}
+
+export async function mountGfs(opts: MountOptions): Promise<RunningMount> {
+  const log = opts.log ?? logger('mount');
+  const client = new GfsClient(opts.masterUrl, opts.cfg, log);
+  await client.connect(); // an unreachable master is a start-up error, not a hung mount
+  const isRoot = process.getuid?.() === 0;
+  const ops = fuseOps(client, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
+  const fuse = new FuseMount(opts.mountpoint, ops, {
+    fsname: `gfs#${opts.masterUrl.replace(/^ws:\/\//, '')}`,
+    maxWrite: IO_BLOCK,
+    maxRead: IO_BLOCK,
+    // No kernel caching of names or attributes: a file closed on another mount is seen at the
+    // next open here with its new size (close-to-open consistency).
+    attrTimeout: 0,
+    entryTimeout: 0,
+    negativeTimeout: 0,
+    allowOther: isRoot,
+    defaultPermissions: true,
+  });
+  try {
+    await fuse.mount();
+  } catch (e) {
+    client.close();
+    throw e;
+  }
+  log.info(`mounted ${opts.masterUrl} at ${opts.mountpoint}`);
+  return {
+    async unmount() {
+      await fuse.unmount();
+      client.close();
+      log.info(`unmounted ${opts.mountpoint}`);
+    },
+  };
+}

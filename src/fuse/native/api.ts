@@ -1,0 +1,109 @@
+// The contract between the FUSE adapter (src/fuse/ops.ts) and our fork of the fuse-native binding
+// (src/fuse/native/index.ts + fuse-native.c). Every callback takes a result: 0 or a positive value
+// on success, a negative errno on failure (as libfuse wants it).
+
+/** A time with nanoseconds, as POSIX keeps it: [seconds since the epoch, nanoseconds 0..999999999]. */
+export type Timespec = [sec: number, nsec: number];
+
+export interface Stat {
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number; // exact up to 2^53
+  nlink: number;
+  ino?: number;
+  blksize?: number;
+  blocks?: number; // 512-byte blocks
+  atime: Timespec;
+  mtime: Timespec;
+  ctime: Timespec;
+}
+
+export interface StatFs {
+  bsize: number;
+  frsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  favail: number;
+  namemax: number;
+}
+
+/** A POSIX record lock as fcntl(F_GETLK/F_SETLK/F_SETLKW) describes it; start/len are byte offsets. */
+export interface PosixLock {
+  type: number; // F_RDLCK 0, F_WRLCK 1, F_UNLCK 2
+  whence: number; // always SEEK_SET (0) once libfuse hands it over
+  start: number;
+  len: number; // 0 = to the end of the file
+  pid: number;
+}
+
+export type Done = (result: number) => void;
+
+export interface FuseOps {
+  init?(cb: Done): void;
+  getattr(path: string, cb: (result: number, stat?: Stat) => void): void;
+  /** fd is the number open/create returned. Called when the kernel refreshes the attributes of an open
+   * file (lseek SEEK_END, ftruncate, right after create), also once it is unlinked (.fuse_hidden* path).
+   * A plain fstat(2) arrives as getattr(path): the kernel sends no file handle with it (measured). */
+  fgetattr?(path: string, fd: number, cb: (result: number, stat?: Stat) => void): void;
+  access?(path: string, mode: number, cb: Done): void;
+  statfs?(path: string, cb: (result: number, statfs?: StatFs) => void): void;
+  readdir?(path: string, cb: (result: number, names?: string[], stats?: Stat[]) => void): void;
+  open?(path: string, flags: number, cb: (result: number, fd?: number) => void): void;
+  /** flags are the open(2) flags (O_APPEND, O_EXCL, ...), which stock fuse-native drops. */
+  create?(path: string, mode: number, flags: number, cb: (result: number, fd?: number) => void): void;
+  /** cb(bytes read) or cb(-errno); buf is only valid until cb is called. */
+  read?(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Done): void;
+  /** cb(bytes written) or cb(-errno); buf is only valid until cb is called. */
+  write?(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Done): void;
+  flush?(path: string, fd: number, cb: Done): void;
+  fsync?(path: string, datasync: boolean, fd: number, cb: Done): void;
+  release?(path: string, fd: number, cb: Done): void;
+  truncate?(path: string, size: number, cb: Done): void;
+  ftruncate?(path: string, fd: number, size: number, cb: Done): void;
+  /** null means UTIME_OMIT (leave that time alone); UTIME_NOW arrives as the current time. */
+  utimens?(path: string, atime: Timespec | null, mtime: Timespec | null, cb: Done): void;
+  chmod?(path: string, mode: number, cb: Done): void;
+  chown?(path: string, uid: number, gid: number, cb: Done): void;
+  unlink?(path: string, cb: Done): void;
+  rename?(src: string, dest: string, cb: Done): void;
+  link?(src: string, dest: string, cb: Done): void;
+  /** target is what the link points at, path is the new link's path. */
+  symlink?(target: string, path: string, cb: Done): void;
+  readlink?(path: string, cb: (result: number, target?: string) => void): void;
+  mkdir?(path: string, mode: number, cb: Done): void;
+  rmdir?(path: string, cb: Done): void;
+  setxattr?(path: string, name: string, value: Buffer, flags: number, cb: Done): void;
+  /** cb(0, value) or cb(-ENODATA). */
+  getxattr?(path: string, name: string, cb: (result: number, value?: Buffer) => void): void;
+  listxattr?(path: string, cb: (result: number, names?: string[]) => void): void;
+  removexattr?(path: string, name: string, cb: Done): void;
+  /** fcntl record locks. owner is libfuse's lock_owner (one per open file description / process). */
+  lock?(path: string, fd: number, cmd: number, lock: PosixLock, owner: bigint,
+    cb: (result: number, lock?: PosixLock) => void): void;
+  /** flock(2): op is LOCK_SH/LOCK_EX/LOCK_UN, possibly | LOCK_NB. */
+  flock?(path: string, fd: number, op: number, owner: bigint, cb: Done): void;
+}
+
+export interface MountOptions {
+  /** Extra -o options; the binding always adds what it needs (big_writes, max_write, ...). */
+  fsname?: string;
+  maxWrite?: number; // bytes per write request (big_writes is on whenever this is above 4096)
+  maxRead?: number;
+  attrTimeout?: number; // seconds, 0 allowed (kernel attribute cache time-out)
+  entryTimeout?: number; // seconds, 0 allowed
+  negativeTimeout?: number;
+  allowOther?: boolean;
+  defaultPermissions?: boolean;
+  debug?: boolean;
+}
+
+export interface FuseMountHandle {
+  /** Resolves once the kernel has accepted the mount (init ran). */
+  mount(): Promise<void>;
+  /** Unmounts (fusermount -u, lazily if busy) and lets the process exit. */
+  unmount(): Promise<void>;
+}

@@ -1,0 +1,1166 @@
+/*
+ * gfs fork of fuse-native: N-API bindings for the libfuse 2.9 high-level API.
+ *
+ * Derived from fuse-native 2.2.6 (https://github.com/fuse-friends/fuse-native),
+ * Copyright (c) 2019 Mathias Buus and the fuse-friends contributors, MIT License
+ * (the full licence text is in LICENSE next to this file).
+ * Changes for gfs (see native-notes/README.md for the reasons):
+ *   - links Debian's system libfuse2 (-lfuse, FUSE_USE_VERSION 29) instead of a bundled copy;
+ *     no macOS code;
+ *   - mount options are built by the TypeScript side (big_writes, max_write, timeouts of 0);
+ *   - create() passes the open(2) flags;
+ *   - nanosecond times both ways, flag_utime_omit_ok so UTIME_OMIT reaches JS (as null);
+ *   - fgetattr() passes the file handle;
+ *   - POSIX record locks (lock) and BSD locks (flock) with fi->lock_owner, flock release on close;
+ *   - one uv_async per mount with a queue of requests (each FUSE worker thread still blocks on its
+ *     own semaphore until the JS thread replies), requests live on the worker's stack, replies
+ *     are matched by (slot, sequence) so a callback called twice cannot wake the wrong request;
+ *   - the mount thread tears libfuse down in the right order and tells JS when it has finished.
+ */
+
+#ifndef FUSE_USE_VERSION
+#define FUSE_USE_VERSION 29
+#endif
+#ifndef _FILE_OFFSET_BITS
+#define _FILE_OFFSET_BITS 64
+#endif
+#ifndef NAPI_VERSION
+#define NAPI_VERSION 8
+#endif
+
+#include <fuse.h>
+#include <fuse_opt.h>
+
+#include <node_api.h>
+#include <uv.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------------------------------ */
+/* Operations. The order is the order of OP_NAMES, which is exported to JS as `opNames`.      */
+
+enum {
+  OP_INIT, OP_GETATTR, OP_FGETATTR, OP_ACCESS, OP_STATFS, OP_READDIR, OP_OPEN, OP_CREATE,
+  OP_READ, OP_WRITE, OP_FLUSH, OP_FSYNC, OP_RELEASE, OP_TRUNCATE, OP_FTRUNCATE, OP_UTIMENS,
+  OP_CHMOD, OP_CHOWN, OP_UNLINK, OP_RENAME, OP_LINK, OP_SYMLINK, OP_READLINK, OP_MKDIR,
+  OP_RMDIR, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_LOCK, OP_FLOCK,
+  OP_COUNT
+};
+
+static const char *const OP_NAMES[OP_COUNT] = {
+  "init", "getattr", "fgetattr", "access", "statfs", "readdir", "open", "create",
+  "read", "write", "flush", "fsync", "release", "truncate", "ftruncate", "utimens",
+  "chmod", "chown", "unlink", "rename", "link", "symlink", "readlink", "mkdir",
+  "rmdir", "setxattr", "getxattr", "listxattr", "removexattr", "lock", "flock"
+};
+
+/* Layout of the Float64Array that carries a struct stat from JS. */
+enum {
+  ST_MODE, ST_UID, ST_GID, ST_SIZE, ST_NLINK, ST_INO, ST_BLKSIZE, ST_BLOCKS,
+  ST_ATIME_S, ST_ATIME_NS, ST_MTIME_S, ST_MTIME_NS, ST_CTIME_S, ST_CTIME_NS, ST_RDEV,
+  ST_LEN
+};
+
+/* Layout of the Float64Array that carries a struct statvfs from JS. */
+enum {
+  SFS_BSIZE, SFS_FRSIZE, SFS_BLOCKS, SFS_BFREE, SFS_BAVAIL, SFS_FILES, SFS_FFREE, SFS_FAVAIL,
+  SFS_NAMEMAX, SFS_LEN
+};
+
+/* Layout of the Float64Array that carries a struct flock from JS. */
+enum { LK_TYPE, LK_WHENCE, LK_START, LK_LEN, LK_PID, LK_LEN_FIELDS };
+
+/* ------------------------------------------------------------------------------------------ */
+/* Data structures                                                                            */
+
+/* One FUSE call. Lives on the stack of the libfuse worker thread that waits for the reply. */
+typedef struct request {
+  struct request *next;
+  int op;
+  int res;
+  uv_sem_t sem;
+
+  const char *path;
+  const char *path2;
+  struct fuse_file_info *fi;
+  struct stat *st;
+  struct statvfs *sfs;
+  char *buf;              /* read, readlink, getxattr, listxattr */
+  const char *cbuf;       /* write, setxattr */
+  size_t len;
+  off_t off;
+  mode_t mode;
+  uid_t uid;
+  gid_t gid;
+  int flags;              /* open/create flags, datasync, setxattr flags, access mode, flock op */
+  int cmd;                /* lock */
+  struct flock *lk;
+  struct timespec tv[2];
+  int omit[2];
+  const char *name;
+  void *dirbuf;
+  fuse_fill_dir_t filler;
+} request_t;
+
+typedef struct {
+  request_t *req;
+  uint32_t seq;
+  napi_ref buf_ref;       /* external Buffer handed to JS for read/write, detached on reply */
+} slot_t;
+
+typedef struct {
+  napi_env env;
+  napi_ref dispatch;      /* JS: (op, slot, seq, ...args) => void */
+  napi_ref on_exit;       /* JS: (loopResult) => void, once the mount thread has finished */
+  napi_async_context async_ctx;
+
+  struct fuse *fuse;
+  struct fuse_chan *ch;
+  char *mnt;
+  int implemented[OP_COUNT];
+
+  pthread_t thread;
+  int thread_started;
+  int thread_finished;
+  int loop_result;
+
+  uv_async_t work;        /* a worker queued a request */
+  uv_async_t done;        /* the mount thread finished (ref'd: keeps the process alive) */
+  int handles_open;       /* uv handles not yet closed */
+  int finalized;          /* the JS external was garbage collected */
+
+  uv_mutex_t qlock;
+  request_t *qhead;
+  request_t *qtail;
+
+  slot_t *slots;          /* JS thread only */
+  uint32_t nslots;
+  uint32_t seq;
+} mount_t;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Helpers                                                                                    */
+
+#define NAPI_OK(call) do { if ((call) != napi_ok) goto napi_fail; } while (0)
+
+static napi_value make_str (napi_env env, const char *s) {
+  napi_value v;
+  napi_create_string_utf8(env, s ? s : "", NAPI_AUTO_LENGTH, &v);
+  return v;
+}
+
+static napi_value make_num (napi_env env, double d) {
+  napi_value v;
+  napi_create_double(env, d, &v);
+  return v;
+}
+
+static napi_value make_bool (napi_env env, int b) {
+  napi_value v;
+  napi_get_boolean(env, b != 0, &v);
+  return v;
+}
+
+static napi_value make_null (napi_env env) {
+  napi_value v;
+  napi_get_null(env, &v);
+  return v;
+}
+
+static napi_value make_bigint_u64 (napi_env env, uint64_t n) {
+  napi_value v;
+  napi_create_bigint_uint64(env, n, &v);
+  return v;
+}
+
+static napi_value make_timespec (napi_env env, const struct timespec *ts) {
+  napi_value arr;
+  napi_create_array_with_length(env, 2, &arr);
+  napi_set_element(env, arr, 0, make_num(env, (double) ts->tv_sec));
+  napi_set_element(env, arr, 1, make_num(env, (double) ts->tv_nsec));
+  return arr;
+}
+
+static void throw_error (napi_env env, const char *msg) {
+  napi_throw_error(env, NULL, msg);
+}
+
+/* Returns a malloc'd UTF-8 copy of a JS string, or NULL. */
+static char *get_string (napi_env env, napi_value v) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
+  char *s = malloc(len + 1);
+  if (s == NULL) return NULL;
+  if (napi_get_value_string_utf8(env, v, s, len + 1, &len) != napi_ok) {
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+/* Reads a Float64Array of at least `min` elements. */
+static double *get_f64 (napi_env env, napi_value v, size_t min) {
+  bool is_ta = false;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta) return NULL;
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, NULL, NULL) != napi_ok) return NULL;
+  if (type != napi_float64_array || length < min) return NULL;
+  return (double *) data;
+}
+
+static int get_bytes (napi_env env, napi_value v, const char **data, size_t *len) {
+  bool is_buf = false;
+  if (napi_is_buffer(env, v, &is_buf) != napi_ok || !is_buf) return -1;
+  void *d;
+  if (napi_get_buffer_info(env, v, &d, len) != napi_ok) return -1;
+  *data = (const char *) d;
+  return 0;
+}
+
+/* A double from JS as an integer: NaN and infinities become 0, the rest is clamped to int64. */
+static int64_t num (double d) {
+  if (!isfinite(d)) return 0;
+  if (d >= 9223372036854775807.0) return INT64_MAX;
+  if (d <= -9223372036854775808.0) return INT64_MIN;
+  return (int64_t) d;
+}
+
+static void to_timespec (struct timespec *ts, double sec, double nsec) {
+  ts->tv_sec = (time_t) num(sec);
+  int64_t ns = num(nsec);
+  if (ns < 0) ns = 0;
+  if (ns > 999999999) ns = 999999999;
+  ts->tv_nsec = ns;
+}
+
+static void fill_stat (struct stat *st, const double *a) {
+  memset(st, 0, sizeof(*st));
+  st->st_mode = (mode_t) num(a[ST_MODE]);
+  st->st_uid = (uid_t) num(a[ST_UID]);
+  st->st_gid = (gid_t) num(a[ST_GID]);
+  st->st_size = (off_t) num(a[ST_SIZE]);
+  st->st_nlink = (nlink_t) num(a[ST_NLINK]);
+  st->st_ino = (ino_t) num(a[ST_INO]);
+  st->st_blksize = (blksize_t) num(a[ST_BLKSIZE]);
+  st->st_blocks = (blkcnt_t) num(a[ST_BLOCKS]);
+  st->st_rdev = (dev_t) num(a[ST_RDEV]);
+  to_timespec(&st->st_atim, a[ST_ATIME_S], a[ST_ATIME_NS]);
+  to_timespec(&st->st_mtim, a[ST_MTIME_S], a[ST_MTIME_NS]);
+  to_timespec(&st->st_ctim, a[ST_CTIME_S], a[ST_CTIME_NS]);
+}
+
+static void fill_statvfs (struct statvfs *s, const double *a) {
+  memset(s, 0, sizeof(*s));
+  s->f_bsize = (unsigned long) num(a[SFS_BSIZE]);
+  s->f_frsize = (unsigned long) num(a[SFS_FRSIZE]);
+  s->f_blocks = (fsblkcnt_t) num(a[SFS_BLOCKS]);
+  s->f_bfree = (fsblkcnt_t) num(a[SFS_BFREE]);
+  s->f_bavail = (fsblkcnt_t) num(a[SFS_BAVAIL]);
+  s->f_files = (fsfilcnt_t) num(a[SFS_FILES]);
+  s->f_ffree = (fsfilcnt_t) num(a[SFS_FFREE]);
+  s->f_favail = (fsfilcnt_t) num(a[SFS_FAVAIL]);
+  s->f_namemax = (unsigned long) num(a[SFS_NAMEMAX]);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Worker side: hand a request to the JS thread and wait for the reply.                       */
+
+static int call_js (request_t *r) {
+  mount_t *m = (mount_t *) fuse_get_context()->private_data;
+  int oldstate;
+
+  /* fuse_loop_mt cancels its idle workers when the session ends; a worker parked here owns a
+     request that the JS thread may still touch, so it must not be cancelled while it waits. */
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &oldstate);
+
+  r->res = -EIO;
+  r->next = NULL;
+  if (uv_sem_init(&r->sem, 0) != 0) {
+    pthread_setcancelstate(oldstate, NULL);
+    return -EIO;
+  }
+
+  uv_mutex_lock(&m->qlock);
+  if (m->qtail) m->qtail->next = r;
+  else m->qhead = r;
+  m->qtail = r;
+  uv_mutex_unlock(&m->qlock);
+
+  uv_async_send(&m->work);
+  uv_sem_wait(&r->sem);
+  uv_sem_destroy(&r->sem);
+
+  pthread_setcancelstate(oldstate, NULL);
+  return r->res;
+}
+
+#define REQ(o) request_t r; memset(&r, 0, sizeof(r)); r.op = (o)
+
+static int fn_getattr (const char *path, struct stat *st) {
+  REQ(OP_GETATTR); r.path = path; r.st = st;
+  return call_js(&r);
+}
+
+static int fn_fgetattr (const char *path, struct stat *st, struct fuse_file_info *fi) {
+  REQ(OP_FGETATTR); r.path = path; r.st = st; r.fi = fi;
+  return call_js(&r);
+}
+
+static int fn_access (const char *path, int mode) {
+  REQ(OP_ACCESS); r.path = path; r.flags = mode;
+  return call_js(&r);
+}
+
+static int fn_statfs (const char *path, struct statvfs *sfs) {
+  REQ(OP_STATFS); r.path = path; r.sfs = sfs;
+  return call_js(&r);
+}
+
+static int fn_readdir (const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
+                       struct fuse_file_info *fi) {
+  REQ(OP_READDIR); r.path = path; r.dirbuf = buf; r.filler = filler; r.off = off; r.fi = fi;
+  return call_js(&r);
+}
+
+static int fn_open (const char *path, struct fuse_file_info *fi) {
+  REQ(OP_OPEN); r.path = path; r.fi = fi; r.flags = fi->flags;
+  return call_js(&r);
+}
+
+static int fn_create (const char *path, mode_t mode, struct fuse_file_info *fi) {
+  REQ(OP_CREATE); r.path = path; r.mode = mode; r.fi = fi; r.flags = fi->flags;
+  return call_js(&r);
+}
+
+static int fn_read (const char *path, char *buf, size_t len, off_t off, struct fuse_file_info *fi) {
+  REQ(OP_READ); r.path = path; r.buf = buf; r.len = len; r.off = off; r.fi = fi;
+  return call_js(&r);
+}
+
+static int fn_write (const char *path, const char *buf, size_t len, off_t off,
+                     struct fuse_file_info *fi) {
+  REQ(OP_WRITE); r.path = path; r.cbuf = buf; r.len = len; r.off = off; r.fi = fi;
+  return call_js(&r);
+}
+
+static int fn_flush (const char *path, struct fuse_file_info *fi) {
+  REQ(OP_FLUSH); r.path = path; r.fi = fi;
+  return call_js(&r);
+}
+
+static int fn_fsync (const char *path, int datasync, struct fuse_file_info *fi) {
+  REQ(OP_FSYNC); r.path = path; r.flags = datasync; r.fi = fi;
+  return call_js(&r);
+}
+
+static int fn_flock (const char *path, struct fuse_file_info *fi, int op);
+
+static int fn_release (const char *path, struct fuse_file_info *fi) {
+  mount_t *m = (mount_t *) fuse_get_context()->private_data;
+  /* The kernel sets FUSE_RELEASE_FLOCK_UNLOCK on the last close of a file description that
+     took a BSD lock; libfuse 2.9's high-level layer only copies it into fi->flock_release, so
+     the unlock is done here, with the release's lock_owner, before release itself. */
+  if (fi->flock_release && m->implemented[OP_FLOCK]) fn_flock(path, fi, LOCK_UN);
+  if (!m->implemented[OP_RELEASE]) return 0;
+  REQ(OP_RELEASE); r.path = path; r.fi = fi;
+  return call_js(&r);
+}
+
+static int fn_truncate (const char *path, off_t size) {
+  REQ(OP_TRUNCATE); r.path = path; r.off = size;
+  return call_js(&r);
+}
+
+static int fn_ftruncate (const char *path, off_t size, struct fuse_file_info *fi) {
+  REQ(OP_FTRUNCATE); r.path = path; r.off = size; r.fi = fi;
+  return call_js(&r);
+}
+
+static int fn_utimens (const char *path, const struct timespec tv[2]) {
+  REQ(OP_UTIMENS); r.path = path;
+  struct timespec now;
+  int have_now = 0;
+  for (int i = 0; i < 2; i++) {
+    if (tv == NULL || tv[i].tv_nsec == UTIME_NOW) {
+      if (!have_now) { clock_gettime(CLOCK_REALTIME, &now); have_now = 1; }
+      r.tv[i] = now;
+    } else if (tv[i].tv_nsec == UTIME_OMIT) {
+      r.omit[i] = 1;
+    } else {
+      r.tv[i] = tv[i];
+    }
+  }
+  if (r.omit[0] && r.omit[1]) return 0;
+  return call_js(&r);
+}
+
+static int fn_chmod (const char *path, mode_t mode) {
+  REQ(OP_CHMOD); r.path = path; r.mode = mode;
+  return call_js(&r);
+}
+
+static int fn_chown (const char *path, uid_t uid, gid_t gid) {
+  REQ(OP_CHOWN); r.path = path; r.uid = uid; r.gid = gid;
+  return call_js(&r);
+}
+
+static int fn_unlink (const char *path) {
+  REQ(OP_UNLINK); r.path = path;
+  return call_js(&r);
+}
+
+static int fn_rename (const char *src, const char *dest) {
+  REQ(OP_RENAME); r.path = src; r.path2 = dest;
+  return call_js(&r);
+}
+
+static int fn_link (const char *src, const char *dest) {
+  REQ(OP_LINK); r.path = src; r.path2 = dest;
+  return call_js(&r);
+}
+
+static int fn_symlink (const char *target, const char *path) {
+  REQ(OP_SYMLINK); r.path = target; r.path2 = path;
+  return call_js(&r);
+}
+
+static int fn_readlink (const char *path, char *buf, size_t len) {
+  if (len == 0) return -EINVAL;
+  REQ(OP_READLINK); r.path = path; r.buf = buf; r.len = len;
+  return call_js(&r);
+}
+
+static int fn_mkdir (const char *path, mode_t mode) {
+  REQ(OP_MKDIR); r.path = path; r.mode = mode;
+  return call_js(&r);
+}
+
+static int fn_rmdir (const char *path) {
+  REQ(OP_RMDIR); r.path = path;
+  return call_js(&r);
+}
+
+static int fn_setxattr (const char *path, const char *name, const char *value, size_t size,
+                        int flags) {
+  REQ(OP_SETXATTR); r.path = path; r.name = name; r.cbuf = value; r.len = size; r.flags = flags;
+  return call_js(&r);
+}
+
+static int fn_getxattr (const char *path, const char *name, char *value, size_t size) {
+  REQ(OP_GETXATTR); r.path = path; r.name = name; r.buf = value; r.len = size;
+  return call_js(&r);
+}
+
+static int fn_listxattr (const char *path, char *list, size_t size) {
+  REQ(OP_LISTXATTR); r.path = path; r.buf = list; r.len = size;
+  return call_js(&r);
+}
+
+static int fn_removexattr (const char *path, const char *name) {
+  REQ(OP_REMOVEXATTR); r.path = path; r.name = name;
+  return call_js(&r);
+}
+
+static int fn_lock (const char *path, struct fuse_file_info *fi, int cmd, struct flock *lk) {
+  REQ(OP_LOCK); r.path = path; r.fi = fi; r.cmd = cmd; r.lk = lk;
+  return call_js(&r);
+}
+
+static int fn_flock (const char *path, struct fuse_file_info *fi, int op) {
+  REQ(OP_FLOCK); r.path = path; r.fi = fi; r.flags = op;
+  return call_js(&r);
+}
+
+static void *fn_init (struct fuse_conn_info *conn) {
+  mount_t *m = (mount_t *) fuse_get_context()->private_data;
+  REQ(OP_INIT);
+  /* Ask for what we rely on even if an option was forgotten; the kernel grants what it can. */
+  conn->want |= FUSE_CAP_BIG_WRITES;
+  call_js(&r);
+  return m; /* becomes fuse_get_context()->private_data for every later call */
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* JS side: dispatch queued requests.                                                         */
+
+static int64_t slot_alloc (mount_t *m, request_t *r, uint32_t *seq_out) {
+  uint32_t i;
+  for (i = 0; i < m->nslots; i++) {
+    if (m->slots[i].req == NULL) break;
+  }
+  if (i == m->nslots) {
+    uint32_t n = m->nslots ? m->nslots * 2 : 16;
+    slot_t *s = realloc(m->slots, n * sizeof(slot_t));
+    if (s == NULL) return -1;
+    memset(s + m->nslots, 0, (n - m->nslots) * sizeof(slot_t));
+    m->slots = s;
+    m->nslots = n;
+  }
+  m->seq++;
+  if (m->seq == 0) m->seq = 1;
+  m->slots[i].req = r;
+  m->slots[i].seq = m->seq;
+  m->slots[i].buf_ref = NULL;
+  *seq_out = m->seq;
+  return i;
+}
+
+/* Detaches the external Buffer over libfuse's memory so JS can never touch it after the reply. */
+static void slot_release_buffer (mount_t *m, slot_t *s) {
+  if (s->buf_ref == NULL) return;
+  napi_env env = m->env;
+  napi_value buf;
+  if (napi_get_reference_value(env, s->buf_ref, &buf) == napi_ok && buf != NULL) {
+    napi_value ab;
+    if (napi_get_typedarray_info(env, buf, NULL, NULL, NULL, &ab, NULL) == napi_ok) {
+      napi_detach_arraybuffer(env, ab);
+    }
+  }
+  napi_delete_reference(env, s->buf_ref);
+  s->buf_ref = NULL;
+}
+
+static void complete (mount_t *m, uint32_t slot, int res) {
+  slot_t *s = &m->slots[slot];
+  request_t *r = s->req;
+  slot_release_buffer(m, s);
+  s->req = NULL;
+  r->res = res;
+  uv_sem_post(&r->sem); /* r may be gone as soon as this returns */
+}
+
+/* Builds the JS arguments of one request. Returns the argument count or -1. */
+static int build_args (mount_t *m, request_t *r, slot_t *s, napi_value *argv) {
+  napi_env env = m->env;
+  int n = 0;
+  uint64_t fh = r->fi ? r->fi->fh : 0;
+
+  switch (r->op) {
+    case OP_INIT:
+      break;
+    case OP_GETATTR:
+    case OP_STATFS:
+    case OP_READDIR:
+    case OP_UNLINK:
+    case OP_RMDIR:
+    case OP_READLINK:
+      argv[n++] = make_str(env, r->path);
+      break;
+    case OP_FGETATTR:
+    case OP_FLUSH:
+    case OP_RELEASE:
+      argv[n++] = make_str(env, r->path);
+      argv[n++] = make_num(env, (double) fh);
+      break;
+    case OP_ACCESS:
+      argv[n++] = make_str(env, r->path);
+      argv[n++] = make_num(env, r->flags);
+      break;
+    case OP_OPEN:
+      argv[n++] = make_str(env, r->path);
+      argv[n++] = make_num(env, r->flags);
+      break;
+    case OP_CREATE:
+      argv[n++] = make_str(env, r->path);
+      argv[n++] = make_num(env, r->mode);
+      argv[n++] = make_num(env, r->flags);
+      break;
+    case OP_READ:
+    case OP_WRITE: {
+      napi_value buf;
+      char *data = r->op == OP_READ ? r->buf : (char *) r->cbuf;
+      if (r->len == 0) {
+        if (napi_create_buffer(env, 0, NULL, &buf) != napi_ok) return -1;
+      } else {
+        if (napi_create_external_buffer(env, r->len, data, NULL, NULL, &buf) != napi_ok) return -1;
+        if (napi_create_reference(env, buf, 1, &s->buf_ref) != napi_ok) return -1;
+      }
+      argv[n++] = make_str(env, r->path);
+      argv[n++] = make_num(env, (double) fh);
+      argv[n++] = buf;
+      argv[n++] = make_num(env, (double) r->len);
+      argv[n++] = make_num(env, (double) r->off);
+      break;
+    }
+    case OP_FSYNC:
+      argv[n++] = make_str(env, r->path);
+      argv[n++] = make_bool(env, r->flags);
+      argv[n++] = make_num(env, (double) fh);
+      break;
+    case OP_TRUNCATE:
+      argv[n++] = make_str(env, r->path);
+      argv[n++] = make_num(env, (double) r->off);
+      break;
+    case OP_FTRUNCATE:
+      argv[n++] = make_str(env, r->path);
+      argv[n++] = make_num(env, (double) fh);
+      argv[n++] = make_num(env, (double) r->off);
+      break;
+    case OP_UTIMENS:
+      argv[n++] = make_str(env, r->path);
+      argv[n++] = r->omit[0] ? make_null(env) : make_timespec(env, &r->tv[0]);
+      argv[n++] = r->omit[1] ? make_null(env) : make_timespec(env, &r->tv[1]);
+      break;
+    case OP_CHMOD:
+    case OP_MKDIR:
+      argv[n++] = make_str(env, r->path);
+      argv[n++] = make_num(env, r->mode);
+      break;
+    case OP_CHOWN:
+      argv[n++] = make_str(env, r->path);
+      argv[n++] = make_num(env, r->uid);
+      argv[n++] = make_num(env, r->gid);
+      break;
+    case OP_RENAME:
+    case OP_LINK:
+    case OP_SYMLINK:
+      argv[n++] = make_str(env, r->path);
+      argv[n++] = make_str(env, r->path2);
+      break;
+    case OP_SETXATTR: {
+      napi_value val;
+      void *copy;
+      if (napi_create_buffer_copy(env, r->len, r->cbuf, &copy, &val) != napi_ok) return -1;
+      argv[n++] = make_str(env, r->path);
+      argv[n++] = make_str(env, r->name);
+      argv[n++] = val;
+      argv[n++] = make_num(env, r->flags);
+      break;
+    }
+    case OP_GETXATTR:
+    case OP_REMOVEXATTR:
+      argv[n++] = make_str(env, r->path);
+      argv[n++] = make_str(env, r->name);
+      break;
+    case OP_LISTXATTR:
+      argv[n++] = make_str(env, r->path);
+      break;
+    case OP_LOCK: {
+      napi_value lk;
+      napi_create_object(env, &lk);
+      napi_set_named_property(env, lk, "type", make_num(env, r->lk->l_type));
+      napi_set_named_property(env, lk, "whence", make_num(env, r->lk->l_whence));
+      napi_set_named_property(env, lk, "start", make_num(env, (double) r->lk->l_start));
+      napi_set_named_property(env, lk, "len", make_num(env, (double) r->lk->l_len));
+      napi_set_named_property(env, lk, "pid", make_num(env, r->lk->l_pid));
+      argv[n++] = make_str(env, r->path);
+      argv[n++] = make_num(env, (double) fh);
+      argv[n++] = make_num(env, r->cmd);
+      argv[n++] = lk;
+      argv[n++] = make_bigint_u64(env, r->fi ? r->fi->lock_owner : 0);
+      break;
+    }
+    case OP_FLOCK:
+      argv[n++] = make_str(env, r->path);
+      argv[n++] = make_num(env, (double) fh);
+      argv[n++] = make_num(env, r->flags);
+      argv[n++] = make_bigint_u64(env, r->fi ? r->fi->lock_owner : 0);
+      break;
+    default:
+      return -1;
+  }
+  return n;
+}
+
+static void on_work (uv_async_t *handle) {
+  mount_t *m = (mount_t *) handle->data;
+  napi_env env = m->env;
+
+  uv_mutex_lock(&m->qlock);
+  request_t *r = m->qhead;
+  m->qhead = m->qtail = NULL;
+  uv_mutex_unlock(&m->qlock);
+
+  while (r != NULL) {
+    request_t *next = r->next; /* read before r can be completed and vanish */
+    uint32_t seq = 0;
+    int64_t slot = slot_alloc(m, r, &seq);
+    if (slot < 0) {
+      r->res = -ENOMEM;
+      uv_sem_post(&r->sem);
+      r = next;
+      continue;
+    }
+
+    napi_handle_scope scope;
+    napi_open_handle_scope(env, &scope);
+
+    napi_value argv[12];
+    napi_value fn, recv, result;
+    argv[0] = make_num(env, r->op);
+    argv[1] = make_num(env, (double) slot);
+    argv[2] = make_num(env, seq);
+    int n = build_args(m, r, &m->slots[slot], argv + 3);
+    napi_status status = napi_generic_failure;
+    if (n >= 0 && napi_get_reference_value(env, m->dispatch, &fn) == napi_ok && fn != NULL) {
+      napi_get_global(env, &recv); /* napi_make_callback needs an object receiver */
+      status = napi_make_callback(env, m->async_ctx, recv, fn, (size_t) n + 3, argv, &result);
+    }
+    if (status != napi_ok) {
+      bool pending = false;
+      napi_is_exception_pending(env, &pending);
+      if (pending) {
+        napi_value err;
+        napi_get_and_clear_last_exception(env, &err);
+        fprintf(stderr, "fuse-native: dispatch of %s threw; replying EIO\n", OP_NAMES[r->op]);
+      }
+      /* Only complete it if JS did not already reply (r may be gone otherwise). */
+      if (m->slots[slot].req == r && m->slots[slot].seq == seq) complete(m, (uint32_t) slot, -EIO);
+    }
+    napi_close_handle_scope(env, scope);
+    r = next;
+  }
+}
+
+/* reply(mount, slot, seq, result, extra1?, extra2?) -> boolean (false: stale or duplicate) */
+static napi_value js_reply (napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_value undef;
+  napi_get_undefined(env, &undef);
+  for (int i = 0; i < 6; i++) argv[i] = undef;
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 4) { throw_error(env, "reply: expected (mount, slot, seq, result, ...)"); return NULL; }
+
+  mount_t *m;
+  NAPI_OK(napi_get_value_external(env, argv[0], (void **) &m));
+  uint32_t slot, seq;
+  int32_t res;
+  NAPI_OK(napi_get_value_uint32(env, argv[1], &slot));
+  NAPI_OK(napi_get_value_uint32(env, argv[2], &seq));
+  if (napi_get_value_int32(env, argv[3], &res) != napi_ok) res = -EIO;
+
+  if (slot >= m->nslots || m->slots[slot].req == NULL || m->slots[slot].seq != seq) {
+    return make_bool(env, 0);
+  }
+  request_t *r = m->slots[slot].req;
+
+  switch (r->op) {
+    case OP_GETATTR:
+    case OP_FGETATTR:
+      if (res == 0) {
+        double *a = get_f64(env, argv[4], ST_LEN);
+        if (a) fill_stat(r->st, a); else res = -EIO;
+      }
+      break;
+    case OP_STATFS:
+      if (res == 0) {
+        double *a = get_f64(env, argv[4], SFS_LEN);
+        if (a) fill_statvfs(r->sfs, a); else res = -EIO;
+      }
+      break;
+    case OP_READDIR:
+      if (res == 0) {
+        bool is_arr = false;
+        uint32_t count = 0;
+        if (napi_is_array(env, argv[4], &is_arr) != napi_ok || !is_arr) { res = -EIO; break; }
+        napi_get_array_length(env, argv[4], &count);
+        double *modes = get_f64(env, argv[5], count);
+        for (uint32_t i = 0; i < count; i++) {
+          napi_value v;
+          if (napi_get_element(env, argv[4], i, &v) != napi_ok) continue;
+          char *name = get_string(env, v);
+          if (name == NULL) continue;
+          int full;
+          if (modes) {
+            struct stat st;
+            memset(&st, 0, sizeof(st));
+            st.st_mode = (mode_t) num(modes[i]);
+            full = r->filler(r->dirbuf, name, &st, 0);
+          } else {
+            full = r->filler(r->dirbuf, name, NULL, 0);
+          }
+          free(name);
+          if (full) break;
+        }
+      }
+      break;
+    case OP_OPEN:
+    case OP_CREATE:
+      if (res >= 0) {
+        double fh = 0;
+        napi_valuetype t;
+        if (napi_typeof(env, argv[4], &t) == napi_ok && t == napi_number) {
+          napi_get_value_double(env, argv[4], &fh);
+        }
+        r->fi->fh = (isfinite(fh) && fh > 0 && fh < 18446744073709551616.0) ? (uint64_t) fh : 0;
+        res = 0;
+      }
+      break;
+    case OP_READ:
+    case OP_WRITE:
+      if (res > (int32_t) r->len) res = (int32_t) r->len;
+      break;
+    case OP_READLINK:
+      if (res == 0) {
+        char *target = get_string(env, argv[4]);
+        if (target == NULL) { res = -EIO; break; }
+        strncpy(r->buf, target, r->len - 1);
+        r->buf[r->len - 1] = '\0';
+        free(target);
+      }
+      break;
+    case OP_GETXATTR:
+    case OP_LISTXATTR:
+      if (res >= 0) {
+        const char *data;
+        size_t len;
+        if (get_bytes(env, argv[4], &data, &len) != 0) { res = -EIO; break; }
+        if (r->len == 0) {
+          res = (int32_t) len;           /* size query */
+        } else if (len > r->len) {
+          res = -ERANGE;
+        } else {
+          memcpy(r->buf, data, len);
+          res = (int32_t) len;
+        }
+      }
+      break;
+    case OP_LOCK:
+      if (res == 0 && r->cmd == F_GETLK) {
+        double *a = get_f64(env, argv[4], LK_LEN_FIELDS);
+        if (a) {
+          r->lk->l_type = (short) num(a[LK_TYPE]);
+          r->lk->l_whence = (short) num(a[LK_WHENCE]);
+          r->lk->l_start = (off_t) num(a[LK_START]);
+          r->lk->l_len = (off_t) num(a[LK_LEN]);
+          r->lk->l_pid = (pid_t) num(a[LK_PID]);
+        } else {
+          r->lk->l_type = F_UNLCK;
+        }
+      }
+      if (res > 0) res = 0;
+      break;
+    default:
+      if (res > 0) res = 0;
+      break;
+  }
+
+  complete(m, slot, res);
+  return make_bool(env, 1);
+
+napi_fail:
+  throw_error(env, "reply: bad arguments");
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Mount lifecycle                                                                            */
+
+static void maybe_free (mount_t *m) {
+  if (!m->finalized || m->handles_open > 0) return;
+  if (m->thread_started && !m->thread_finished) return; /* still in use: leak rather than crash */
+  uv_mutex_destroy(&m->qlock);
+  free(m->slots);
+  free(m->mnt);
+  free(m);
+}
+
+static void on_handle_closed (uv_handle_t *h) {
+  mount_t *m = (mount_t *) h->data;
+  m->handles_open--;
+  maybe_free(m);
+}
+
+static void finalize_mount (napi_env env, void *data, void *hint) {
+  mount_t *m = (mount_t *) data;
+  m->finalized = 1;
+  maybe_free(m);
+}
+
+static void *mount_thread (void *data) {
+  mount_t *m = (mount_t *) data;
+  m->loop_result = fuse_loop_mt(m->fuse);
+  /* Same order as libfuse's fuse_teardown: unmount (a no-op when the kernel already dropped the
+     connection) and destroy the channel, then destroy the session (which may still call unlink
+     for .fuse_hidden files; the JS thread keeps serving those). */
+  fuse_unmount(m->mnt, m->ch);
+  m->ch = NULL;
+  fuse_destroy(m->fuse);
+  m->fuse = NULL;
+  uv_async_send(&m->done);
+  return NULL;
+}
+
+static void on_done (uv_async_t *handle) {
+  mount_t *m = (mount_t *) handle->data;
+  napi_env env = m->env;
+
+  pthread_join(m->thread, NULL);
+  m->thread_finished = 1;
+
+  /* No request can be pending now: libfuse joined all its workers before the loop returned. */
+  uv_close((uv_handle_t *) &m->work, on_handle_closed);
+  uv_close((uv_handle_t *) &m->done, on_handle_closed);
+
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value fn, recv, result;
+  if (m->on_exit && napi_get_reference_value(env, m->on_exit, &fn) == napi_ok && fn != NULL) {
+    napi_value argv[1] = { make_num(env, m->loop_result) };
+    napi_get_global(env, &recv); /* napi_make_callback needs an object receiver */
+    if (napi_make_callback(env, m->async_ctx, recv, fn, 1, argv, &result) != napi_ok) {
+      bool pending = false;
+      napi_is_exception_pending(env, &pending);
+      if (pending) {
+        napi_value err;
+        napi_get_and_clear_last_exception(env, &err);
+        napi_fatal_exception(env, err);
+      }
+    }
+  }
+  napi_close_handle_scope(env, scope);
+
+  /* Drop the strong references so the JS objects (and with them the external) can be collected. */
+  if (m->dispatch) { napi_delete_reference(env, m->dispatch); m->dispatch = NULL; }
+  if (m->on_exit) { napi_delete_reference(env, m->on_exit); m->on_exit = NULL; }
+  if (m->async_ctx) { napi_async_destroy(env, m->async_ctx); m->async_ctx = NULL; }
+}
+
+/* Runs fn with libfuse's stderr captured (libfuse reports mount errors only there). */
+typedef struct { int saved; int rd; } capture_t;
+
+static void capture_begin (capture_t *c) {
+  int fds[2];
+  c->saved = -1;
+  c->rd = -1;
+  fflush(stderr);
+  if (pipe(fds) != 0) return;
+  fcntl(fds[0], F_SETFL, O_NONBLOCK);
+  fcntl(fds[1], F_SETFL, O_NONBLOCK); /* never block libfuse if it writes a lot */
+  c->saved = dup(STDERR_FILENO);
+  if (c->saved < 0) { close(fds[0]); close(fds[1]); return; }
+  dup2(fds[1], STDERR_FILENO);
+  close(fds[1]);
+  c->rd = fds[0];
+}
+
+static void capture_end (capture_t *c, char *out, size_t outlen) {
+  out[0] = '\0';
+  if (c->saved < 0) return;
+  fflush(stderr);
+  dup2(c->saved, STDERR_FILENO);
+  close(c->saved);
+  ssize_t n = read(c->rd, out, outlen - 1);
+  if (n > 0) {
+    out[n] = '\0';
+    (void) !write(STDERR_FILENO, out, (size_t) n); /* keep libfuse's message visible */
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r')) out[--n] = '\0';
+    for (ssize_t i = 0; i < n; i++) if (out[i] == '\n') out[i] = ' ';
+  }
+  close(c->rd);
+}
+
+/* createMount() -> external handle */
+static napi_value js_create (napi_env env, napi_callback_info info) {
+  mount_t *m = calloc(1, sizeof(mount_t));
+  if (m == NULL) { throw_error(env, "out of memory"); return NULL; }
+  m->env = env;
+  uv_mutex_init(&m->qlock);
+  napi_value ext;
+  if (napi_create_external(env, m, finalize_mount, NULL, &ext) != napi_ok) {
+    uv_mutex_destroy(&m->qlock);
+    free(m);
+    throw_error(env, "cannot create mount handle");
+    return NULL;
+  }
+  return ext;
+}
+
+/* mount(handle, mountpoint, options: string[], implemented: string[], dispatch, onExit) */
+static napi_value js_mount (napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  char *mnt = NULL;
+  char **opts = NULL;
+  uint32_t nopts = 0;
+  struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+  char errbuf[2048];
+  char msg[2560];
+  mount_t *m = NULL;
+
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 6) { throw_error(env, "mount: expected 6 arguments"); return NULL; }
+  NAPI_OK(napi_get_value_external(env, argv[0], (void **) &m));
+  if (m->thread_started || m->fuse != NULL) { throw_error(env, "mount: handle already used"); return NULL; }
+
+  mnt = get_string(env, argv[1]);
+  if (mnt == NULL) goto napi_fail;
+
+  NAPI_OK(napi_get_array_length(env, argv[2], &nopts));
+  opts = calloc(nopts + 2, sizeof(char *));
+  if (opts == NULL) goto napi_fail;
+  opts[0] = strdup("gfs");
+  for (uint32_t i = 0; i < nopts; i++) {
+    napi_value v;
+    NAPI_OK(napi_get_element(env, argv[2], i, &v));
+    opts[i + 1] = get_string(env, v);
+    if (opts[i + 1] == NULL) goto napi_fail;
+  }
+
+  uint32_t nimpl = 0;
+  NAPI_OK(napi_get_array_length(env, argv[3], &nimpl));
+  for (uint32_t i = 0; i < nimpl; i++) {
+    napi_value v;
+    NAPI_OK(napi_get_element(env, argv[3], i, &v));
+    char *name = get_string(env, v);
+    if (name == NULL) goto napi_fail;
+    for (int op = 0; op < OP_COUNT; op++) {
+      if (strcmp(name, OP_NAMES[op]) == 0) m->implemented[op] = 1;
+    }
+    free(name);
+  }
+  m->implemented[OP_INIT] = 1;
+  if (!m->implemented[OP_GETATTR]) { throw_error(env, "mount: getattr is required"); goto cleanup; }
+
+  struct fuse_operations ops;
+  memset(&ops, 0, sizeof(ops));
+  ops.init = fn_init;
+  ops.getattr = fn_getattr;
+  if (m->implemented[OP_FGETATTR]) ops.fgetattr = fn_fgetattr;
+  if (m->implemented[OP_ACCESS]) ops.access = fn_access;
+  if (m->implemented[OP_STATFS]) ops.statfs = fn_statfs;
+  if (m->implemented[OP_READDIR]) ops.readdir = fn_readdir;
+  if (m->implemented[OP_OPEN]) ops.open = fn_open;
+  if (m->implemented[OP_CREATE]) ops.create = fn_create;
+  if (m->implemented[OP_READ]) ops.read = fn_read;
+  if (m->implemented[OP_WRITE]) ops.write = fn_write;
+  if (m->implemented[OP_FLUSH]) ops.flush = fn_flush;
+  if (m->implemented[OP_FSYNC]) ops.fsync = fn_fsync;
+  if (m->implemented[OP_RELEASE] || m->implemented[OP_FLOCK]) ops.release = fn_release;
+  if (m->implemented[OP_TRUNCATE]) ops.truncate = fn_truncate;
+  if (m->implemented[OP_FTRUNCATE]) ops.ftruncate = fn_ftruncate;
+  if (m->implemented[OP_UTIMENS]) ops.utimens = fn_utimens;
+  if (m->implemented[OP_CHMOD]) ops.chmod = fn_chmod;
+  if (m->implemented[OP_CHOWN]) ops.chown = fn_chown;
+  if (m->implemented[OP_UNLINK]) ops.unlink = fn_unlink;
+  if (m->implemented[OP_RENAME]) ops.rename = fn_rename;
+  if (m->implemented[OP_LINK]) ops.link = fn_link;
+  if (m->implemented[OP_SYMLINK]) ops.symlink = fn_symlink;
+  if (m->implemented[OP_READLINK]) ops.readlink = fn_readlink;
+  if (m->implemented[OP_MKDIR]) ops.mkdir = fn_mkdir;
+  if (m->implemented[OP_RMDIR]) ops.rmdir = fn_rmdir;
+  if (m->implemented[OP_SETXATTR]) ops.setxattr = fn_setxattr;
+  if (m->implemented[OP_GETXATTR]) ops.getxattr = fn_getxattr;
+  if (m->implemented[OP_LISTXATTR]) ops.listxattr = fn_listxattr;
+  if (m->implemented[OP_REMOVEXATTR]) ops.removexattr = fn_removexattr;
+  if (m->implemented[OP_LOCK]) ops.lock = fn_lock;
+  if (m->implemented[OP_FLOCK]) ops.flock = fn_flock;
+  ops.flag_utime_omit_ok = 1; /* pass UTIME_OMIT/UTIME_NOW through instead of dropping one-sided updates */
+
+  uv_loop_t *loop;
+  napi_value resource_name;
+  NAPI_OK(napi_get_uv_event_loop(env, &loop));
+  NAPI_OK(napi_create_string_utf8(env, "FuseMount", NAPI_AUTO_LENGTH, &resource_name));
+  NAPI_OK(napi_async_init(env, NULL, resource_name, &m->async_ctx));
+  NAPI_OK(napi_create_reference(env, argv[4], 1, &m->dispatch));
+  NAPI_OK(napi_create_reference(env, argv[5], 1, &m->on_exit));
+
+  args.argc = (int) nopts + 1;
+  args.argv = opts;
+  args.allocated = 0;
+
+  capture_t cap;
+  capture_begin(&cap);
+  struct fuse_chan *ch = fuse_mount(mnt, &args);
+  struct fuse *fuse = NULL;
+  if (ch != NULL) {
+    fuse = fuse_new(ch, &args, &ops, sizeof(ops), m);
+    if (fuse == NULL) fuse_unmount(mnt, ch);
+  }
+  capture_end(&cap, errbuf, sizeof(errbuf));
+  fuse_opt_free_args(&args); /* frees only what fuse_opt added; opts are ours */
+
+  if (ch == NULL || fuse == NULL) {
+    snprintf(msg, sizeof(msg), "%s of %s failed%s%s", ch == NULL ? "fuse_mount" : "fuse_new", mnt,
+             errbuf[0] ? ": " : "", errbuf[0] ? errbuf : "");
+    throw_error(env, msg);
+    goto cleanup;
+  }
+
+  m->fuse = fuse;
+  m->ch = ch;
+  m->mnt = mnt;
+  mnt = NULL;
+
+  uv_async_init(loop, &m->work, on_work);
+  m->work.data = m;
+  uv_unref((uv_handle_t *) &m->work);
+  uv_async_init(loop, &m->done, on_done);
+  m->done.data = m; /* stays ref'd: a mounted file system keeps its process alive */
+  m->handles_open = 2;
+
+  if (pthread_create(&m->thread, NULL, mount_thread, m) != 0) {
+    fuse_unmount(m->mnt, m->ch);
+    fuse_destroy(m->fuse);
+    m->fuse = NULL;
+    m->ch = NULL;
+    uv_close((uv_handle_t *) &m->work, on_handle_closed);
+    uv_close((uv_handle_t *) &m->done, on_handle_closed);
+    throw_error(env, "mount: cannot start the FUSE thread");
+    goto cleanup;
+  }
+  m->thread_started = 1;
+
+cleanup:
+  if (m != NULL && !m->thread_started) {
+    if (m->dispatch) { napi_delete_reference(env, m->dispatch); m->dispatch = NULL; }
+    if (m->on_exit) { napi_delete_reference(env, m->on_exit); m->on_exit = NULL; }
+    if (m->async_ctx) { napi_async_destroy(env, m->async_ctx); m->async_ctx = NULL; }
+  }
+  if (opts) {
+    for (uint32_t i = 0; i < nopts + 1; i++) free(opts[i]);
+    free(opts);
+  }
+  free(mnt);
+  return NULL;
+
+napi_fail: {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) throw_error(env, "mount: bad arguments");
+    goto cleanup;
+  }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Module                                                                                     */
+
+static napi_value init_module (napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    { "createMount", NULL, js_create, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "mount", NULL, js_mount, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "reply", NULL, js_reply, NULL, NULL, NULL, napi_enumerable, NULL },
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+
+  napi_value names;
+  napi_create_array_with_length(env, OP_COUNT, &names);
+  for (int i = 0; i < OP_COUNT; i++) napi_set_element(env, names, i, make_str(env, OP_NAMES[i]));
+  napi_set_named_property(env, exports, "opNames", names);
+  napi_set_named_property(env, exports, "statLength", make_num(env, ST_LEN));
+  napi_set_named_property(env, exports, "statfsLength", make_num(env, SFS_LEN));
+  napi_set_named_property(env, exports, "lockLength", make_num(env, LK_LEN_FIELDS));
+  napi_set_named_property(env, exports, "F_GETLK", make_num(env, F_GETLK));
+  napi_set_named_property(env, exports, "F_SETLK", make_num(env, F_SETLK));
+  napi_set_named_property(env, exports, "F_SETLKW", make_num(env, F_SETLKW));
+  napi_set_named_property(env, exports, "fuseVersion", make_num(env, fuse_version()));
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init_module)

@@ -1,0 +1,123 @@
+// POSIX file-system calls (as libfuse hands them over) turned into gfs client calls.
+// Every handler answers through reply(): a value on success, the errno of a thrown error otherwise.
+
+import type { GfsClient } from '../client/client.js';
+import { GfsError } from '../protocol/errors.js';
+import type { OpenFile } from '../client/open-file.js';
+import { Errno, toErrno } from './errno.js';
+import type { FuseOps, Stat, StatFs } from './native/api.js';
+import { toStat } from './stat.js';
+
+const O_EXCL = 0o200;
+const O_APPEND = 0o2000;
+/** chown(2) passes -1 (as an unsigned 32-bit number here) for "leave it". */
+const UNCHANGED = 0xffffffff;
+
+function reply<T>(work: Promise<T>, done: (result: number, value?: T) => void): void {
+  work.then(
+    (value) => done(0, value),
+    (e) => done(toErrno(e)),
+  );
+}
+
+/** Like reply, for read/write whose result is a byte count. */
+function replyCount(work: Promise<number>, done: (result: number) => void): void {
+  work.then(done, (e) => done(toErrno(e)));
+}
+
+export function fuseOps(client: GfsClient, owner: { uid: number; gid: number }): FuseOps {
+  const files = new Map<number, OpenFile>();
+  let nextFd = 1;
+
+  const register = (f: OpenFile): number => {
+    const fd = nextFd++;
+    files.set(fd, f);
+    return fd;
+  };
+  const withFile = <T>(fd: number, cb: (result: number, value?: T) => void, work: (f: OpenFile) => Promise<T>) => {
+    const f = files.get(fd);
+    if (!f) return cb(-Errno.EBADF);
+    reply(work(f), cb);
+  };
+
+  return {
+    getattr: (path, cb) => reply(client.lookup(path).then(toStat), cb),
+    fgetattr: (path, fd, cb) => {
+      const f = files.get(fd);
+      reply((f ? client.getattr(f.ino) : client.lookup(path)).then(toStat), cb);
+    },
+    readdir: (path, cb) =>
+      client.readdir(path).then(
+        (entries) => {
+          const names = ['.', '..', ...entries.map((e) => e.name)];
+          const stats: Stat[] = entries.map((e) => toStat(e.attr));
+          cb(0, names, [dirStat(), dirStat(), ...stats]);
+        },
+        (e) => cb(toErrno(e)),
+      ),
+    statfs: (_path, cb) =>
+      reply(
+        client.statfs().then((s): StatFs => {
+          const bsize = 4096;
+          return {
+            bsize, frsize: bsize, blocks: Math.floor(s.totalBytes / bsize), bfree: Math.floor(s.freeBytes / bsize),
+            bavail: Math.floor(s.freeBytes / bsize), files: s.files + 1_000_000, ffree: 1_000_000, favail: 1_000_000, namemax: 255,
+          };
+        }),
+        cb,
+      ),
+    open: (path, flags, cb) =>
+      reply(
+        client.lookup(path).then((a) => {
+          if (a.type === 'dir') throw new GfsError('EISDIR', `is a directory: ${path}`);
+          return register(client.openFile(a.ino, (flags & O_APPEND) !== 0));
+        }),
+        cb,
+      ),
+    create: (path, mode, flags, cb) =>
+      reply(
+        client
+          .create(path, mode & 0o7777, owner.uid, owner.gid, (flags & O_EXCL) !== 0)
+          .then((a) => register(client.openFile(a.ino, (flags & O_APPEND) !== 0))),
+        cb,
+      ),
+    read: (_path, fd, buf, len, pos, cb) => {
+      const f = files.get(fd);
+      if (!f) return cb(-Errno.EBADF);
+      replyCount(f.read(pos, len).then((data) => data.copy(buf, 0, 0, Math.min(len, data.length))), cb);
+    },
+    write: (_path, fd, buf, len, pos, cb) => {
+      const f = files.get(fd);
+      if (!f) return cb(-Errno.EBADF);
+      replyCount(f.write(pos, buf.subarray(0, len)), cb);
+    },
+    flush: (_path, fd, cb) => withFile(fd, cb, (f) => f.flush()),
+    fsync: (_path, _datasync, fd, cb) => withFile(fd, cb, (f) => f.fsync()),
+    release: (_path, fd, cb) => {
+      const f = files.get(fd);
+      files.delete(fd);
+      if (!f) return cb(0);
+      reply(client.closeFile(f), cb);
+    },
+    truncate: (path, size, cb) => reply(client.lookup(path).then((a) => client.truncate(a.ino, size)), cb),
+    ftruncate: (_path, fd, size, cb) => withFile(fd, cb, (f) => client.truncate(f.ino, size)),
+    utimens: (path, atime, mtime, cb) =>
+      reply(client.setattr(path, { ...(atime ? { atime } : {}), ...(mtime ? { mtime } : {}) }), cb),
+    chmod: (path, mode, cb) => reply(client.setattr(path, { mode: mode & 0o7777 }), cb),
+    chown: (path, uid, gid, cb) =>
+      reply(client.setattr(path, { ...(uid !== UNCHANGED ? { uid } : {}), ...(gid !== UNCHANGED ? { gid } : {}) }), cb),
+    unlink: (path, cb) => reply(client.unlink(path), cb),
+    rmdir: (path, cb) => reply(client.rmdir(path), cb),
+    mkdir: (path, mode, cb) => reply(client.mkdir(path, mode & 0o7777, owner.uid, owner.gid), cb),
+    rename: (src, dest, cb) => reply(client.rename(src, dest), cb),
+    link: (src, dest, cb) => reply(client.link(src, dest), cb),
+    symlink: (target, path, cb) => reply(client.symlink(target, path, owner.uid, owner.gid), cb),
+    readlink: (path, cb) => reply(client.readlink(path), cb),
+  };
+
+  function dirStat(): Stat {
+    const t: [number, number] = [0, 0];
+    return { mode: 0o40755, uid: 0, gid: 0, size: 4096, nlink: 2, atime: t, mtime: t, ctime: t };
+  }
+}
+

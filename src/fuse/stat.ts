@@ -1,0 +1,15 @@
+// gfs attributes as the kernel wants them.
+
+import type { Attr } from '../protocol/messages.js';
+import type { Stat } from './native/api.js';
+
+/** Preferred I/O size: cp and friends size their buffers from it; one FUSE write is this big. */
+export const IO_BLOCK = 131072;
+
+export function toStat(a: Attr): Stat {
+  return {
+    mode: a.mode, uid: a.uid, gid: a.gid, size: a.size, nlink: a.nlink, ino: a.ino,
+    blksize: IO_BLOCK, blocks: Math.ceil(a.size / 512),
+    atime: a.atime, mtime: a.mtime, ctime: a.ctime,
+  };
+}

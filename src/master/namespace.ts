@@ -1,0 +1,306 @@
+// The master's persistent state: inodes (directories, files, symlinks), the file → chunk map and
+// chunk versions. apply() is the only way it changes: the server calls it for a new op (it throws a
+// GfsError, changing nothing, when the op is not valid) and replay calls it for logged ops.
+
+import { GfsError } from '../protocol/errors.js';
+import type { Attr, ChunkHandle, FileType, Timespec } from '../protocol/messages.js';
+import type { NsOp } from './ops.js';
+
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+const typeBits: Record<FileType, number> = { dir: S_IFDIR, file: S_IFREG, symlink: S_IFLNK };
+
+export const ROOT_INO = 1;
+const NAME_MAX = 255;
+
+export interface Inode {
+  ino: number;
+  type: FileType;
+  /** Permission bits only (07777); the type bits come from type. */
+  perm: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  size: number;
+  atime: Timespec;
+  mtime: Timespec;
+  ctime: Timespec;
+  /** Files: chunk handle per chunk index, 0 for a hole. */
+  chunks?: ChunkHandle[];
+  /** Symlinks: where it points. */
+  target?: string;
+  /** Directories: name → ino. */
+  children?: Map<string, number>;
+  /** Directories: the parent's ino (for rename loops and nlink). */
+  parent?: number;
+}
+
+/** A snapshot of the whole state, as the checkpoint stores it. */
+export interface NamespaceImage {
+  inodes: Array<Omit<Inode, 'children'> & { children?: Array<[string, number]> }>;
+  nextIno: number;
+  nextHandle: number;
+  versions: Array<[ChunkHandle, number]>;
+}
+
+export function splitPath(path: string): string[] {
+  if (typeof path !== 'string' || !path.startsWith('/')) throw new GfsError('EINVAL', `not an absolute path: ${String(path)}`);
+  const parts = path.split('/').filter((p) => p !== '' && p !== '.');
+  for (const p of parts) {
+    if (p === '..') throw new GfsError('EINVAL', `path may not contain '..': ${path}`);
+    if (Buffer.byteLength(p) > NAME_MAX) throw new GfsError('ENAMETOOLONG', `name too long: ${p.slice(0, 40)}...`);
+  }
+  return parts;
+}
+
+export class Namespace {
+  readonly inodes = new Map<number, Inode>();
+  /** Current version of every live chunk. A handle not here is garbage. */
+  readonly versions = new Map<ChunkHandle, number>();
+  nextIno = ROOT_INO + 1;
+  nextHandle = 1;
+
+  constructor(time: Timespec = [0, 0]) {
+    this.inodes.set(ROOT_INO, {
+      ino: ROOT_INO, type: 'dir', perm: 0o755, uid: 0, gid: 0, nlink: 2, size: 0,
+      atime: time, mtime: time, ctime: time, children: new Map(), parent: ROOT_INO,
+    });
+  }
+
+  // ------------------------------------------------------------------ look-ups
+
+  get(ino: number): Inode {
+    const node = this.inodes.get(ino);
+    if (!node) throw new GfsError('ENOENT', `no inode ${ino}`);
+    return node;
+  }
+
+  resolve(path: string): Inode {
+    let node = this.get(ROOT_INO);
+    for (const name of splitPath(path)) {
+      if (node.type !== 'dir') throw new GfsError('ENOTDIR', `not a directory on the way to ${path}`);
+      const ino = node.children!.get(name);
+      if (ino === undefined) throw new GfsError('ENOENT', `no such file or directory: ${path}`);
+      node = this.get(ino);
+    }
+    return node;
+  }
+
+  /** The directory that holds path's last component, and that name. */
+  parentOf(path: string): { dir: Inode; name: string } {
+    const parts = splitPath(path);
+    const name = parts.pop();
+    if (name === undefined) throw new GfsError('EEXIST', 'the root directory always exists');
+    const dir = this.resolve('/' + parts.join('/'));
+    if (dir.type !== 'dir') throw new GfsError('ENOTDIR', `not a directory: /${parts.join('/')}`);
+    return { dir, name };
+  }
+
+  attr(node: Inode): Attr {
+    return {
+      ino: node.ino, type: node.type, mode: typeBits[node.type] | node.perm, uid: node.uid, gid: node.gid,
+      size: node.type === 'symlink' ? Buffer.byteLength(node.target!) : node.size,
+      nlink: node.nlink, atime: node.atime, mtime: node.mtime, ctime: node.ctime,
+    };
+  }
+
+  get fileCount(): number {
+    return this.inodes.size;
+  }
+
+  // ------------------------------------------------------------------ the state machine
+
+  apply(op: NsOp): Inode | undefined {
+    switch (op.t) {
+      case 'mkdir': return this.addNode(op.path, op.ino, 'dir', op.mode, op.uid, op.gid, op.time);
+      case 'create': return this.addNode(op.path, op.ino, 'file', op.mode, op.uid, op.gid, op.time);
+      case 'symlink': {
+        const node = this.addNode(op.path, op.ino, 'symlink', 0o777, op.uid, op.gid, op.time, op.target);
+        return node;
+      }
+      case 'link': return this.link(op.from, op.to, op.time);
+      case 'unlink': return this.unlink(op.path, op.time);
+      case 'rmdir': return this.rmdir(op.path, op.time);
+      case 'rename': return this.rename(op.from, op.to, op.time);
+      case 'setattr': {
+        const node = this.get(op.ino);
+        const s = op.set;
+        if (s.mode !== undefined) node.perm = s.mode & 0o7777;
+        if (s.uid !== undefined && s.uid !== -1) node.uid = s.uid;
+        if (s.gid !== undefined && s.gid !== -1) node.gid = s.gid;
+        if (s.atime) node.atime = s.atime;
+        if (s.mtime) node.mtime = s.mtime;
+        node.ctime = op.time;
+        return node;
+      }
+      case 'truncate': {
+        const node = this.file(op.ino);
+        if (!Number.isSafeInteger(op.size) || op.size < 0) throw new GfsError('EINVAL', `bad size ${op.size}`);
+        node.size = op.size;
+        for (const h of node.chunks!.splice(op.keep)) if (h) this.versions.delete(h);
+        node.mtime = node.ctime = op.time;
+        return node;
+      }
+      case 'extend': {
+        const node = this.file(op.ino);
+        if (op.size > node.size) node.size = op.size;
+        node.mtime = node.ctime = op.time;
+        return node;
+      }
+      case 'addChunk': {
+        const node = this.file(op.ino);
+        const chunks = node.chunks!;
+        while (chunks.length < op.index) chunks.push(0);
+        if (chunks[op.index]) throw new GfsError('EEXIST', `chunk ${op.index} of inode ${op.ino} exists`);
+        chunks[op.index] = op.handle;
+        this.versions.set(op.handle, 0); // 0: not yet on any chunkserver; the first lease makes it 1
+        if (op.handle >= this.nextHandle) this.nextHandle = op.handle + 1;
+        return node;
+      }
+      case 'version': {
+        if (!this.versions.has(op.handle)) throw new GfsError('ENOENT', `no chunk ${op.handle}`);
+        this.versions.set(op.handle, op.version);
+        return undefined;
+      }
+    }
+  }
+
+  private file(ino: number): Inode {
+    const node = this.get(ino);
+    if (node.type === 'dir') throw new GfsError('EISDIR', `inode ${ino} is a directory`);
+    if (node.type !== 'file') throw new GfsError('EINVAL', `inode ${ino} is not a regular file`);
+    return node;
+  }
+
+  private addNode(path: string, ino: number, type: FileType, mode: number, uid: number, gid: number, time: Timespec, target?: string): Inode {
+    const { dir, name } = this.parentOf(path);
+    if (dir.children!.has(name)) throw new GfsError('EEXIST', `file exists: ${path}`);
+    const node: Inode = { ino, type, perm: mode & 0o7777, uid, gid, nlink: type === 'dir' ? 2 : 1, size: 0, atime: time, mtime: time, ctime: time };
+    if (type === 'dir') {
+      node.children = new Map();
+      node.parent = dir.ino;
+      dir.nlink++;
+    }
+    if (type === 'file') node.chunks = [];
+    if (type === 'symlink') node.target = target;
+    dir.children!.set(name, ino);
+    dir.mtime = dir.ctime = time;
+    this.inodes.set(ino, node);
+    if (ino >= this.nextIno) this.nextIno = ino + 1;
+    return node;
+  }
+
+  private link(from: string, to: string, time: Timespec): Inode {
+    const node = this.resolve(from);
+    if (node.type === 'dir') throw new GfsError('EPERM', `hard link to a directory: ${from}`);
+    const { dir, name } = this.parentOf(to);
+    if (dir.children!.has(name)) throw new GfsError('EEXIST', `file exists: ${to}`);
+    dir.children!.set(name, node.ino);
+    dir.mtime = dir.ctime = time;
+    node.nlink++;
+    node.ctime = time;
+    return node;
+  }
+
+  private unlink(path: string, time: Timespec): Inode {
+    const { dir, name } = this.parentOf(path);
+    const ino = dir.children!.get(name);
+    if (ino === undefined) throw new GfsError('ENOENT', `no such file or directory: ${path}`);
+    const node = this.get(ino);
+    if (node.type === 'dir') throw new GfsError('EISDIR', `is a directory: ${path}`);
+    dir.children!.delete(name);
+    dir.mtime = dir.ctime = time;
+    this.dropLink(node, time);
+    return node;
+  }
+
+  private dropLink(node: Inode, time: Timespec): void {
+    node.nlink--;
+    node.ctime = time;
+    if (node.nlink > 0) return;
+    // Last name gone: the inode and its chunks go; chunkservers delete the replicas when their
+    // next heartbeat reports handles the master no longer knows (lazy garbage collection).
+    for (const h of node.chunks ?? []) if (h) this.versions.delete(h);
+    this.inodes.delete(node.ino);
+  }
+
+  private rmdir(path: string, time: Timespec): Inode {
+    const { dir, name } = this.parentOf(path);
+    const ino = dir.children!.get(name);
+    if (ino === undefined) throw new GfsError('ENOENT', `no such file or directory: ${path}`);
+    const node = this.get(ino);
+    if (node.type !== 'dir') throw new GfsError('ENOTDIR', `not a directory: ${path}`);
+    if (node.children!.size > 0) throw new GfsError('ENOTEMPTY', `directory not empty: ${path}`);
+    dir.children!.delete(name);
+    dir.nlink--;
+    dir.mtime = dir.ctime = time;
+    this.inodes.delete(ino);
+    return node;
+  }
+
+  private rename(from: string, to: string, time: Timespec): Inode {
+    const src = this.parentOf(from);
+    const ino = src.dir.children!.get(src.name);
+    if (ino === undefined) throw new GfsError('ENOENT', `no such file or directory: ${from}`);
+    const node = this.get(ino);
+    const dst = this.parentOf(to);
+    if (node.type === 'dir') {
+      // A directory may not move beneath itself.
+      for (let d = dst.dir; ; d = this.get(d.parent!)) {
+        if (d.ino === node.ino) throw new GfsError('EINVAL', `cannot move ${from} into itself`);
+        if (d.ino === ROOT_INO) break;
+      }
+    }
+    const existing = dst.dir.children!.get(dst.name);
+    if (existing === ino) return node; // rename to itself (or to another name of the same inode)
+    if (existing !== undefined) {
+      const victim = this.get(existing);
+      if (victim.type === 'dir') {
+        if (node.type !== 'dir') throw new GfsError('EISDIR', `is a directory: ${to}`);
+        if (victim.children!.size > 0) throw new GfsError('ENOTEMPTY', `directory not empty: ${to}`);
+        dst.dir.nlink--;
+        this.inodes.delete(existing);
+      } else {
+        if (node.type === 'dir') throw new GfsError('ENOTDIR', `not a directory: ${to}`);
+        this.dropLink(victim, time);
+      }
+    }
+    // One step: the entry leaves src and appears in dst, so no one ever sees both or neither.
+    src.dir.children!.delete(src.name);
+    dst.dir.children!.set(dst.name, ino);
+    if (node.type === 'dir') {
+      src.dir.nlink--;
+      dst.dir.nlink++;
+      node.parent = dst.dir.ino;
+    }
+    src.dir.mtime = src.dir.ctime = time;
+    dst.dir.mtime = dst.dir.ctime = time;
+    node.ctime = time;
+    return node;
+  }
+
+  // ------------------------------------------------------------------ checkpoint image
+
+  image(): NamespaceImage {
+    const inodes: NamespaceImage['inodes'] = [];
+    for (const n of this.inodes.values()) {
+      const { children, ...rest } = n;
+      inodes.push(children ? { ...rest, children: [...children] } : rest);
+    }
+    return { inodes, nextIno: this.nextIno, nextHandle: this.nextHandle, versions: [...this.versions] };
+  }
+
+  static fromImage(img: NamespaceImage): Namespace {
+    const ns = new Namespace();
+    ns.inodes.clear();
+    for (const n of img.inodes) {
+      const { children, ...rest } = n;
+      ns.inodes.set(n.ino, children ? { ...rest, children: new Map(children) } : (rest as Inode));
+    }
+    ns.nextIno = img.nextIno;
+    ns.nextHandle = img.nextHandle;
+    for (const [h, v] of img.versions) ns.versions.set(h, v);
+    return ns;
+  }
+}

@@ -1,0 +1,182 @@
+// Durable master state: a checkpoint (the whole namespace image) plus an op log of the records
+// applied since. Each log record is [u32 length][u32 crc32][msgpack op]; a torn or corrupt tail
+// (a crash mid-write) ends replay there. Many ops share one fdatasync (group commit), and none is
+// acknowledged before its fsync.
+//
+// Files in the master's data dir:
+//   checkpoint        {gen, chunkSize, image} in msgpack, with a crc32 header; replaced atomically by rename
+//   oplog.<gen>       the records applied after that checkpoint
+
+import { open, readFile, rename, rm, readdir, type FileHandle } from 'node:fs/promises';
+import { crc32 } from 'node:zlib';
+import { join } from 'node:path';
+import { decode, encode } from '../protocol/rpc.js';
+import { Namespace, type NamespaceImage } from './namespace.js';
+import type { NsOp } from './ops.js';
+
+interface Checkpoint {
+  gen: number;
+  chunkSize: number;
+  image: NamespaceImage;
+}
+
+function frame(body: Buffer): Buffer {
+  const head = Buffer.allocUnsafe(8);
+  head.writeUInt32LE(body.length, 0);
+  head.writeUInt32LE(crc32(body), 4);
+  return Buffer.concat([head, body]);
+}
+
+/** The records of a log buffer, up to the first torn or corrupt one. */
+export function parseRecords(buf: Buffer): NsOp[] {
+  const ops: NsOp[] = [];
+  let at = 0;
+  while (at + 8 <= buf.length) {
+    const len = buf.readUInt32LE(at);
+    const sum = buf.readUInt32LE(at + 4);
+    if (at + 8 + len > buf.length) break;
+    const body = buf.subarray(at + 8, at + 8 + len);
+    if (crc32(body) !== sum) break;
+    ops.push(decode(body) as NsOp);
+    at += 8 + len;
+  }
+  return ops;
+}
+
+export class OpLog {
+  private pending: Buffer[] = [];
+  private waiters: Array<{ resolve(): void; reject(e: Error): void }> = [];
+  private flushing: Promise<void> | null = null;
+  private records = 0;
+
+  private constructor(
+    private readonly dir: string,
+    private gen: number,
+    private fh: FileHandle,
+    private readonly chunkSize: number,
+    private readonly checkpointEvery: number,
+    private readonly snapshot: () => NamespaceImage,
+  ) {}
+
+  /** Load the checkpoint and replay the log; returns the namespace and an open log for new records. */
+  static async open(
+    dir: string,
+    chunkSize: number,
+    checkpointEvery: number,
+    snapshotOf: (ns: Namespace) => () => NamespaceImage,
+  ): Promise<{ ns: Namespace; log: OpLog; recovered: boolean; replayed: number }> {
+    let ns = new Namespace();
+    let gen = 0;
+    let recovered = false;
+    const ckpt = await readCheckpoint(join(dir, 'checkpoint'));
+    if (ckpt) {
+      if (ckpt.chunkSize !== chunkSize) {
+        throw new Error(`this master's data was written with chunk size ${ckpt.chunkSize}, not ${chunkSize}`);
+      }
+      ns = Namespace.fromImage(ckpt.image);
+      gen = ckpt.gen;
+      recovered = true;
+    }
+    const logPath = join(dir, `oplog.${gen}`);
+    let replayed = 0;
+    const buf = await readFile(logPath).catch(() => null);
+    if (buf) {
+      recovered = true;
+      for (const op of parseRecords(buf)) {
+        try {
+          ns.apply(op);
+        } catch (e) {
+          // Only a bug can make a logged op invalid; keep the rest of the namespace rather than none.
+          process.stderr.write(`master WARN replay of ${op.t} failed: ${(e as Error).message}\n`);
+        }
+        replayed++;
+      }
+    }
+    // Old generations left by a crash during a checkpoint are obsolete.
+    for (const f of await readdir(dir)) {
+      if (f.startsWith('oplog.') && f !== `oplog.${gen}`) await rm(join(dir, f), { force: true });
+    }
+    const fh = await open(logPath, 'a');
+    const log = new OpLog(dir, gen, fh, chunkSize, checkpointEvery, snapshotOf(ns));
+    log.records = replayed;
+    if (!ckpt) await log.checkpoint(); // pin the chunk size from the very first start
+    return { ns, log, recovered, replayed };
+  }
+
+  /** Resolves once op is on disk. Call after the op was applied in memory. */
+  append(op: NsOp): Promise<void> {
+    this.pending.push(frame(encode(op)));
+    this.records++;
+    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    if (!this.flushing) this.flushing = this.flushLoop();
+    return done;
+  }
+
+  private async flushLoop(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = Buffer.concat(this.pending);
+      const waiters = this.waiters;
+      this.pending = [];
+      this.waiters = [];
+      try {
+        await this.fh.write(batch);
+        await this.fh.datasync();
+        for (const w of waiters) w.resolve();
+      } catch (e) {
+        for (const w of waiters) w.reject(e as Error);
+      }
+      if (this.records >= this.checkpointEvery && this.pending.length === 0) {
+        await this.checkpoint().catch(() => {});
+      }
+    }
+    this.flushing = null;
+  }
+
+  /** Write the whole state as a new checkpoint and start an empty log after it. */
+  async checkpoint(): Promise<void> {
+    const next = this.gen + 1;
+    const ckpt: Checkpoint = { gen: next, chunkSize: this.chunkSize, image: this.snapshot() };
+    const body = encode(ckpt);
+    const tmp = join(this.dir, 'checkpoint.tmp');
+    const fh = await open(tmp, 'w');
+    await fh.write(frame(body));
+    await fh.sync();
+    await fh.close();
+    const newLog = await open(join(this.dir, `oplog.${next}`), 'a');
+    await rename(tmp, join(this.dir, 'checkpoint'));
+    await syncDir(this.dir);
+    const old = this.fh;
+    const oldGen = this.gen;
+    this.fh = newLog;
+    this.gen = next;
+    this.records = 0;
+    await old.close();
+    await rm(join(this.dir, `oplog.${oldGen}`), { force: true });
+  }
+
+  async close(): Promise<void> {
+    while (this.flushing) await this.flushing;
+    await this.fh.close();
+  }
+}
+
+async function readCheckpoint(path: string): Promise<Checkpoint | null> {
+  const buf = await readFile(path).catch(() => null);
+  if (!buf) return null;
+  const len = buf.length >= 8 ? buf.readUInt32LE(0) : -1;
+  const body = buf.subarray(8, 8 + len);
+  if (len < 0 || body.length !== len || crc32(body) !== buf.readUInt32LE(4)) {
+    throw new Error(`checkpoint ${path} is corrupt`);
+  }
+  return decode(body) as Checkpoint;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+

@@ -1,0 +1,233 @@
+// The master process: namespace and chunk map behind one RPC server that clients, the CLI and
+// chunkservers all dial. Mutations are applied in memory, logged, and answered after the fsync.
+
+import { mkdir } from 'node:fs/promises';
+import { GfsError } from '../protocol/errors.js';
+import type { Attr, ChunkLocation, MasterApi, WriteTarget } from '../protocol/messages.js';
+import { RpcServer, type Handlers } from '../protocol/rpc.js';
+import type { GfsConfig } from '../config.js';
+import { logger, type Logger } from '../log.js';
+import { Cluster, type Chunkserver, type ChunkserverPeer } from './cluster.js';
+import { Leases } from './leases.js';
+import { Namespace, type Inode } from './namespace.js';
+import { OpLog } from './oplog.js';
+import { nowTimespec, type NsOp } from './ops.js';
+import { Repair } from './repair.js';
+
+export interface MasterOptions {
+  dataDir: string;
+  host: string;
+  port: number;
+  cfg: GfsConfig;
+  log?: Logger;
+}
+
+export interface RunningMaster {
+  address: string;
+  stop(): Promise<void>;
+}
+
+const num = (v: unknown, what: string): number => {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new GfsError('EINVAL', `${what} must be a non-negative integer`);
+  return v;
+};
+
+export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
+  const { cfg } = opts;
+  const log = opts.log ?? logger('master');
+  await mkdir(opts.dataDir, { recursive: true });
+  const t0 = Date.now();
+  const { ns, log: oplog, recovered, replayed } = await OpLog.open(opts.dataDir, cfg.chunkSize, cfg.checkpointEvery, (n) => () => n.image());
+  log.info(`namespace loaded: ${ns.fileCount} inodes, ${ns.versions.size} chunks, ${replayed} log records replayed in ${Date.now() - t0} ms`);
+
+  const cluster = new Cluster(cfg.deadAfterMs);
+  const commit = (op: NsOp) => oplog.append(op);
+  const leases = new Leases(ns, cluster, commit, cfg, recovered, log);
+  const repair = new Repair(ns, cluster, { ...cfg, maxCopies: 8 }, log);
+
+  /** Apply a namespace op now and answer once it is durable. */
+  async function mutate(op: NsOp): Promise<Inode | undefined> {
+    const node = ns.apply(op);
+    await commit(op);
+    return node;
+  }
+  const attrOf = (node: Inode | undefined): Attr => ns.attr(node!);
+  const fileNode = (ino: number): Inode => {
+    const node = ns.get(num(ino, 'ino'));
+    if (node.type !== 'file') throw new GfsError(node.type === 'dir' ? 'EISDIR' : 'EINVAL', `inode ${ino} is not a regular file`);
+    return node;
+  };
+
+  async function allocate(node: Inode, index: number): Promise<number> {
+    const existing = node.chunks![index];
+    if (existing) return existing;
+    const op: NsOp = { t: 'addChunk', ino: node.ino, index, handle: ns.nextHandle };
+    await mutate(op);
+    return op.handle;
+  }
+
+  function serverOf(peer: ChunkserverPeer): Chunkserver {
+    const s = peer.tag ? cluster.servers.get(peer.tag) : undefined;
+    if (!s || s.peer !== peer) throw new GfsError('EPROTO', 'register first');
+    return s;
+  }
+
+  const handlers: Handlers<MasterApi> = {
+    lookup: ({ path }) => ns.attr(ns.resolve(path)),
+    getattr: ({ ino }) => ns.attr(ns.get(num(ino, 'ino'))),
+    readdir: ({ path }) => {
+      const dir = ns.resolve(path);
+      if (dir.type !== 'dir') throw new GfsError('ENOTDIR', `not a directory: ${path}`);
+      return { entries: [...dir.children!].map(([name, ino]) => ({ name, attr: ns.attr(ns.get(ino)) })) };
+    },
+    mkdir: async ({ path, mode, uid, gid }) =>
+      attrOf(await mutate({ t: 'mkdir', path, mode: num(mode, 'mode'), uid: num(uid, 'uid'), gid: num(gid, 'gid'), ino: ns.nextIno, time: nowTimespec() })),
+    create: async ({ path, mode, uid, gid, exclusive }) => {
+      const { dir, name } = ns.parentOf(path);
+      const existing = dir.children!.get(name);
+      if (existing !== undefined) {
+        if (exclusive) throw new GfsError('EEXIST', `file exists: ${path}`);
+        const node = ns.get(existing);
+        if (node.type === 'dir') throw new GfsError('EISDIR', `is a directory: ${path}`);
+        return ns.attr(node);
+      }
+      return attrOf(await mutate({ t: 'create', path, mode: num(mode, 'mode'), uid: num(uid, 'uid'), gid: num(gid, 'gid'), ino: ns.nextIno, time: nowTimespec() }));
+    },
+    unlink: async ({ path }) => (await mutate({ t: 'unlink', path, time: nowTimespec() }), {}),
+    rmdir: async ({ path }) => (await mutate({ t: 'rmdir', path, time: nowTimespec() }), {}),
+    rename: async ({ from, to }) => (await mutate({ t: 'rename', from, to, time: nowTimespec() }), {}),
+    link: async ({ from, to }) => attrOf(await mutate({ t: 'link', from, to, time: nowTimespec() })),
+    symlink: async ({ path, target, uid, gid }) => {
+      if (typeof target !== 'string' || target.length === 0) throw new GfsError('EINVAL', 'empty symlink target');
+      return attrOf(await mutate({ t: 'symlink', path, target, uid: num(uid, 'uid'), gid: num(gid, 'gid'), ino: ns.nextIno, time: nowTimespec() }));
+    },
+    readlink: ({ path }) => {
+      const node = ns.resolve(path);
+      if (node.type !== 'symlink') throw new GfsError('EINVAL', `not a symlink: ${path}`);
+      return { target: node.target! };
+    },
+    setattr: async ({ path, set }) => attrOf(await mutate({ t: 'setattr', ino: ns.resolve(path).ino, set: set ?? {}, time: nowTimespec() })),
+    truncate: async ({ ino, size }) => {
+      const node = fileNode(ino);
+      num(size, 'size');
+      const boundary = Math.min(node.size, size);
+      const keep = Math.ceil(size / cfg.chunkSize);
+      const attr = attrOf(await mutate({ t: 'truncate', ino: node.ino, size, keep, time: nowTimespec() }));
+      const index = Math.floor(boundary / cfg.chunkSize);
+      const cutLength = boundary % cfg.chunkSize;
+      const handle = node.chunks![index];
+      let cut: WriteTarget | null = null;
+      if (cutLength > 0 && handle && ns.versions.get(handle)! > 0) cut = await leases.target(handle, index);
+      return { attr, cut, cutLength };
+    },
+    extend: async ({ ino, size }) => attrOf(await mutate({ t: 'extend', ino: fileNode(ino).ino, size: num(size, 'size'), time: nowTimespec() })),
+    statfs: () => {
+      let total = 0;
+      let free = 0;
+      for (const s of cluster.alive()) {
+        total += s.freeBytes + s.usedBytes;
+        free += s.freeBytes;
+      }
+      const r = Math.max(1, cfg.replication);
+      return { totalBytes: Math.floor(total / r), freeBytes: Math.floor(free / r), files: ns.fileCount, chunkSize: cfg.chunkSize };
+    },
+    chunks: ({ ino, first, count }) => {
+      const node = fileNode(ino);
+      const out: ChunkLocation[] = [];
+      const end = Math.min(node.chunks!.length, num(first, 'first') + Math.min(num(count, 'count'), 4096));
+      for (let index = first; index < end; index++) {
+        const handle = node.chunks![index];
+        const version = handle ? ns.versions.get(handle) : undefined;
+        if (!handle || !version) continue; // a hole, or a chunk no one has written yet: zeros
+        out.push({ index, handle, version, replicas: cluster.replicasOf(handle).map((s) => s.address) });
+      }
+      return { size: node.size, chunks: out };
+    },
+    writeTarget: async ({ ino, index }) => {
+      const node = fileNode(ino);
+      if (num(index, 'index') * cfg.chunkSize > Number.MAX_SAFE_INTEGER) throw new GfsError('EFBIG', 'offset too large');
+      return leases.target(await allocate(node, index), index);
+    },
+    appendTarget: async ({ ino, full }) => {
+      const node = fileNode(ino);
+      const chunks = node.chunks!;
+      let index = Math.max(0, chunks.length - 1);
+      // The client saw the last chunk full (padded): move on to a new one, once, however many
+      // clients report it at the same time.
+      if (full !== undefined && chunks[index] === full) index++;
+      return leases.target(await allocate(node, index), index);
+    },
+    reportBad: ({ handle, server }) => {
+      const s = cluster.byAddress(server);
+      if (s) repair.markCorrupt(handle, s);
+      return {};
+    },
+    status: () => {
+      let under = 0;
+      for (const [h, v] of ns.versions) if (v > 0 && cluster.replicasOf(h).length < cfg.replication) under++;
+      return {
+        chunkservers: cluster.status(Date.now()), files: ns.fileCount, chunks: ns.versions.size,
+        underReplicated: under, corrupt: repair.corruptCount, replicationsInFlight: repair.inFlight,
+      };
+    },
+    // ---------------------------------------------------------- chunkservers
+    register: (req, peer) => {
+      const p = peer as ChunkserverPeer;
+      if (typeof req.id !== 'string' || typeof req.address !== 'string' || !Array.isArray(req.chunks)) throw new GfsError('EINVAL', 'register: id, address and chunks are required');
+      const old = cluster.servers.get(req.id);
+      if (old && old.peer !== p) {
+        cluster.markDead(old);
+        old.peer.close();
+      }
+      const s: Chunkserver = {
+        id: req.id, address: req.address, peer: p, alive: true, lastHeartbeat: Date.now(),
+        freeBytes: req.freeBytes, usedBytes: req.usedBytes, load: 0, chunks: old?.chunks ?? new Set(),
+      };
+      cluster.servers.set(req.id, s);
+      p.tag = req.id;
+      p.onClose(() => {
+        if (cluster.servers.get(s.id)?.peer === p && s.alive) {
+          log.info(`chunkserver ${s.address} disconnected`);
+          cluster.markDead(s);
+        }
+      });
+      repair.report(s, req.chunks, []);
+      log.info(`chunkserver ${req.address} (${req.id}) registered with ${req.chunks.length} chunks`);
+      return { chunkSize: cfg.chunkSize, heartbeatMs: cfg.heartbeatMs };
+    },
+    heartbeat: (req, peer) => {
+      const s = serverOf(peer as ChunkserverPeer);
+      s.lastHeartbeat = Date.now();
+      s.freeBytes = req.freeBytes;
+      s.usedBytes = req.usedBytes;
+      s.load = req.load;
+      if (!s.alive) {
+        s.alive = true;
+        log.info(`chunkserver ${s.address} is back`);
+      }
+      repair.report(s, req.chunks ?? [], req.corrupt ?? []);
+      return { commands: repair.take(s.id), extended: leases.extend(s, req.extend ?? []) };
+    },
+  };
+
+  const server = await RpcServer.listen<MasterApi>(
+    { host: opts.host, port: opts.port, maxFrameBytes: cfg.maxFrameBytes, timeoutMs: cfg.rpcTimeoutMs, log },
+    handlers,
+  );
+  const timer = setInterval(() => {
+    const now = Date.now();
+    for (const s of cluster.expire(now)) log.warn(`chunkserver ${s.address} missed its heartbeats: dead`);
+    repair.tick(now);
+    leases.sweep();
+  }, Math.max(100, Math.min(cfg.heartbeatMs, 1000)));
+  log.info(`listening on ws://${server.address}`);
+
+  return {
+    address: server.address,
+    async stop() {
+      clearInterval(timer);
+      await server.close();
+      await oplog.close();
+    },
+  };
+}

@@ -1,0 +1,207 @@
+// Every message that travels between master, chunkservers and clients, in one typed module.
+// Each API below maps a request type to [request body, reply body]. The envelope and transport
+// are in rpc.ts; data travels as msgpack bin (Buffer), never as text.
+
+/** [seconds, nanoseconds]: POSIX times keep nanoseconds, a JS number of ns would not. */
+export type Timespec = [sec: number, nsec: number];
+
+/** A 64-bit chunk handle, carried as a msgpack uint64; we hand out values below 2^53. */
+export type ChunkHandle = number;
+
+/** A chunkserver's address as clients dial it: "host:port". */
+export type ServerAddress = string;
+
+export type FileType = 'file' | 'dir' | 'symlink';
+
+export interface Attr {
+  ino: number;
+  type: FileType;
+  /** st_mode: file type bits and permission bits together. */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  nlink: number;
+  atime: Timespec;
+  mtime: Timespec;
+  ctime: Timespec;
+}
+
+export interface DirEntry {
+  name: string;
+  attr: Attr;
+}
+
+/** Where one chunk of a file lives (for reads). Index = file offset / chunk size. */
+export interface ChunkLocation {
+  index: number;
+  handle: ChunkHandle;
+  version: number;
+  /** Live replicas holding the current version, in the order the client should try them. */
+  replicas: ServerAddress[];
+}
+
+/** What a writer needs: the chunk, its primary (the lease holder) and the secondaries. */
+export interface WriteTarget {
+  index: number;
+  handle: ChunkHandle;
+  version: number;
+  primary: ServerAddress;
+  secondaries: ServerAddress[];
+  /** Milliseconds the lease has left when the master answered; clients cache the target that long. */
+  leaseMs: number;
+}
+
+export interface SetAttr {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  atime?: Timespec;
+  mtime?: Timespec;
+}
+
+export interface FsStats {
+  totalBytes: number;
+  freeBytes: number;
+  files: number;
+  chunkSize: number;
+}
+
+export interface ChunkserverStatus {
+  id: string;
+  address: ServerAddress;
+  alive: boolean;
+  freeBytes: number;
+  usedBytes: number;
+  chunks: number;
+  load: number;
+  lastHeartbeatMsAgo: number;
+}
+
+export interface ClusterStatus {
+  chunkservers: ChunkserverStatus[];
+  files: number;
+  chunks: number;
+  underReplicated: number;
+  corrupt: number;
+  replicationsInFlight: number;
+}
+
+/** A chunk replica as a chunkserver reports it. */
+export type ChunkReport = [handle: ChunkHandle, version: number];
+
+/** What the master tells a chunkserver to do, in a heartbeat reply. */
+export type MasterCommand =
+  /** Delete each replica whose local version is at most the given one (a newer one was re-leased meanwhile: keep it). */
+  | { op: 'delete'; chunks: ChunkReport[] }
+  | { op: 'replicate'; handle: ChunkHandle; version: number; from: ServerAddress[] };
+
+/** Requests a client (or the CLI) sends to the master. Paths are absolute, '/'-separated. */
+export interface MasterClientApi {
+  lookup: [{ path: string }, Attr];
+  getattr: [{ ino: number }, Attr];
+  readdir: [{ path: string }, { entries: DirEntry[] }];
+  mkdir: [{ path: string; mode: number; uid: number; gid: number }, Attr];
+  /** exclusive: fail with EEXIST if the name exists (O_EXCL); otherwise return the existing file. */
+  create: [{ path: string; mode: number; uid: number; gid: number; exclusive: boolean }, Attr];
+  unlink: [{ path: string }, Record<string, never>];
+  rmdir: [{ path: string }, Record<string, never>];
+  rename: [{ from: string; to: string }, Record<string, never>];
+  link: [{ from: string; to: string }, Attr];
+  symlink: [{ path: string; target: string; uid: number; gid: number }, Attr];
+  readlink: [{ path: string }, { target: string }];
+  setattr: [{ path: string; set: SetAttr }, Attr];
+  /**
+   * Shrink or grow a file to size. Chunks wholly past the end are dropped; if min(old, new size)
+   * falls inside a chunk, that chunk comes back as a write target so the client cuts its replicas to
+   * cutLength (bytes past the old end must read as zeros once the file grows again).
+   */
+  truncate: [{ ino: number; size: number }, { attr: Attr; cut: WriteTarget | null; cutLength: number }];
+  /** Record that a writer has put bytes up to size (grows only) and touch mtime. */
+  extend: [{ ino: number; size: number }, Attr];
+  statfs: [Record<string, never>, FsStats];
+  /** Chunk locations for reads: chunks [first, first + count) that exist (holes are left out). */
+  chunks: [{ ino: number; first: number; count: number }, { size: number; chunks: ChunkLocation[] }];
+  /** The chunk at index with a lease: allocated (on distinct chunkservers) if missing. */
+  writeTarget: [{ ino: number; index: number }, WriteTarget];
+  /**
+   * The chunk to record-append to: the file's last chunk, or a new one when `full` names the
+   * current last chunk (the primary padded it).
+   */
+  appendTarget: [{ ino: number; full?: ChunkHandle }, WriteTarget];
+  /** A client found a replica bad (checksum mismatch): the master re-replicates and drops it. */
+  reportBad: [{ handle: ChunkHandle; server: ServerAddress }, Record<string, never>];
+  status: [Record<string, never>, ClusterStatus];
+}
+
+/** Requests a chunkserver sends to the master over the connection it keeps open. */
+export interface MasterChunkserverApi {
+  register: [
+    { id: string; address: ServerAddress; chunks: ChunkReport[]; freeBytes: number; usedBytes: number },
+    { chunkSize: number; heartbeatMs: number },
+  ];
+  heartbeat: [
+    {
+      id: string;
+      chunks: ChunkReport[];
+      freeBytes: number;
+      usedBytes: number;
+      load: number;
+      /** Replicas that failed a checksum: never served, kept until the master has a good copy elsewhere. */
+      corrupt: ChunkHandle[];
+      /** Chunks this server is primary for and that saw mutations lately: asks for a longer lease. */
+      extend: ChunkHandle[];
+    },
+    { commands: MasterCommand[]; extended: ChunkHandle[] },
+  ];
+  reportBad: [{ handle: ChunkHandle; server: ServerAddress }, Record<string, never>];
+}
+
+export type MasterApi = MasterClientApi & MasterChunkserverApi;
+
+/** Requests the master sends to a chunkserver (over the chunkserver's own connection). */
+export interface ChunkserverControlApi {
+  /**
+   * New version for a chunk (creating an empty replica if this server has none and create is set).
+   * leaseMs is set for the one replica that becomes primary.
+   */
+  setVersion: [{ handle: ChunkHandle; version: number; create: boolean; leaseMs?: number }, Record<string, never>];
+}
+
+/** The mutation a primary forwards to its secondaries, in the order it applied it. */
+export type Mutation =
+  | { op: 'write'; offset: number; dataId: string }
+  | { op: 'pad'; length: number }
+  | { op: 'truncate'; length: number };
+
+/** Requests clients and other chunkservers send to a chunkserver. */
+export interface ChunkserverDataApi {
+  /** Keep data under dataId for a coming write; pass it on along chain first. */
+  push: [{ dataId: string; data: Buffer; chain: ServerAddress[] }, Record<string, never>];
+  /** To the primary: write pushed data at offset, on every replica, in primary order. */
+  write: [
+    { handle: ChunkHandle; version: number; offset: number; dataId: string; secondaries: ServerAddress[] },
+    Record<string, never>,
+  ];
+  /** To the primary: append pushed data where the primary chooses. ECHUNKFULL: padded, use the next chunk. */
+  append: [
+    { handle: ChunkHandle; version: number; dataId: string; secondaries: ServerAddress[] },
+    { offset: number },
+  ];
+  /** To the primary: cut every replica to length. */
+  truncate: [
+    { handle: ChunkHandle; version: number; length: number; secondaries: ServerAddress[] },
+    Record<string, never>,
+  ];
+  /** Primary to secondary: apply one mutation; serial orders them per chunk. */
+  apply: [{ handle: ChunkHandle; version: number; serial: number; mutation: Mutation }, Record<string, never>];
+  /** Checksum-verified bytes; shorter than length past the replica's end. */
+  read: [{ handle: ChunkHandle; version: number; offset: number; length: number }, { data: Buffer; chunkLength: number }];
+  /** fsync these replicas to disk. */
+  sync: [{ handles: ChunkHandle[] }, Record<string, never>];
+}
+
+export type ChunkserverApi = ChunkserverControlApi & ChunkserverDataApi;
+
+/** Any API: request type → [request, reply]. */
+export type Api<A> = { [K in keyof A]: [unknown, unknown] };

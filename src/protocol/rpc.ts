@@ -1,0 +1,226 @@
+// Request/reply over one WebSocket, in both directions, with msgpack frames.
+//
+// A frame is a msgpack array:
+//   [0, id, type, body]      a request
+//   [1, id, body]            its reply
+//   [2, id, code, message]   its error (code is an ErrorCode)
+// A frame that does not decode, or a request of an unknown type, gets an EPROTO error (id 0 when the
+// id itself is unreadable) and the connection stays up; a frame over maxFrameBytes closes it (ws 1009).
+
+import { Packr } from 'msgpackr';
+import WebSocket, { WebSocketServer } from 'ws';
+import type { AddressInfo } from 'node:net';
+import { GfsError, asGfsError, isErrorCode } from './errors.js';
+import type { Api } from './messages.js';
+import type { Logger } from '../log.js';
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+export const encode = (value: unknown): Buffer => packr.pack(value);
+export const decode = (frame: Buffer): unknown => packr.unpack(frame);
+
+export type Handlers<A extends Api<A>> = {
+  [K in keyof A]?: (req: A[K][0], peer: Peer<any, any>) => Promise<A[K][1]> | A[K][1];
+};
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(err: GfsError): void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * One connection. Remote is the API the other side serves (what we may call); Local is ours.
+ */
+export class Peer<Remote extends Api<Remote>, Local extends Api<Local> = Record<never, never>> {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private closedError: GfsError | null = null;
+  private readonly closeListeners: Array<(peer: this) => void> = [];
+  /** Free-form tag, e.g. the chunkserver id a master connection belongs to. */
+  tag: string | undefined;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly handlers: Handlers<Local>,
+    readonly label: string,
+    private readonly log: Logger,
+    private readonly timeoutMs: number,
+  ) {
+    ws.binaryType = 'nodebuffer';
+    ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
+    ws.on('error', (err) => this.log.debug(`${label}: ${err.message}`));
+    ws.on('close', () => this.closed());
+  }
+
+  get open(): boolean {
+    return this.closedError === null && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  call<K extends keyof Remote & string>(type: K, body: Remote[K][0], timeoutMs = this.timeoutMs): Promise<Remote[K][1]> {
+    if (this.closedError) return Promise.reject(this.closedError);
+    const id = this.nextId++;
+    return new Promise<Remote[K][1]>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new GfsError('ETIMEDOUT', `${this.label}: ${type} timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
+      this.send([0, id, type, body]);
+    });
+  }
+
+  onClose(listener: (peer: this) => void): void {
+    if (this.closedError) listener(this);
+    else this.closeListeners.push(listener);
+  }
+
+  close(): void {
+    this.ws.close();
+    this.closed();
+  }
+
+  /** Drop the connection at once (used when a peer must be treated as gone). */
+  terminate(): void {
+    this.ws.terminate();
+    this.closed();
+  }
+
+  private send(frame: unknown[]): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    this.ws.send(encode(frame), { binary: true });
+  }
+
+  private onFrame(data: Buffer, isBinary: boolean): void {
+    let frame: unknown;
+    try {
+      if (!isBinary) throw new Error('text frame');
+      frame = decode(data);
+    } catch {
+      this.send([2, 0, 'EPROTO', 'malformed frame']);
+      return;
+    }
+    if (!Array.isArray(frame) || typeof frame[1] !== 'number') {
+      this.send([2, 0, 'EPROTO', 'frame is not a [kind, id, ...] array']);
+      return;
+    }
+    const [kind, id] = frame as [unknown, number];
+    if (kind === 0) {
+      void this.serve(id, frame[2], frame[3]);
+    } else if (kind === 1 || kind === 2) {
+      const p = this.pending.get(id);
+      if (!p) return; // a reply after its time-out: nothing waits for it any more
+      this.pending.delete(id);
+      clearTimeout(p.timer);
+      if (kind === 1) p.resolve(frame[2]);
+      else p.reject(new GfsError(isErrorCode(frame[2]) ? frame[2] : 'EIO', `${String(frame[3])}`));
+    } else {
+      this.send([2, id, 'EPROTO', `unknown frame kind ${String(kind)}`]);
+    }
+  }
+
+  private async serve(id: number, type: unknown, body: unknown): Promise<void> {
+    const handler =
+      typeof type === 'string' && Object.prototype.hasOwnProperty.call(this.handlers, type)
+        ? (this.handlers as Record<string, (req: unknown, peer: Peer<any, any>) => unknown>)[type]
+        : undefined;
+    if (!handler) {
+      this.send([2, id, 'EPROTO', `unknown request type ${JSON.stringify(type)}`]);
+      return;
+    }
+    if (typeof body !== 'object' || body === null) {
+      this.send([2, id, 'EPROTO', `${type}: body must be a map`]);
+      return;
+    }
+    try {
+      const result = await handler(body, this);
+      this.send([1, id, result ?? {}]);
+    } catch (e) {
+      const err = e instanceof TypeError ? new GfsError('EPROTO', `${type}: ${e.message}`) : asGfsError(e);
+      if (err.code === 'EIO' || err.code === 'EPROTO') this.log.debug(`${this.label}: ${type} failed: ${err.message}`);
+      this.send([2, id, err.code, err.message]);
+    }
+  }
+
+  private closed(): void {
+    if (this.closedError) return;
+    this.closedError = new GfsError('EUNAVAIL', `${this.label}: connection closed`);
+    for (const [, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(this.closedError);
+    }
+    this.pending.clear();
+    for (const l of this.closeListeners.splice(0)) l(this);
+  }
+}
+
+export interface ListenOptions {
+  host: string;
+  port: number;
+  maxFrameBytes: number;
+  timeoutMs: number;
+  log: Logger;
+}
+
+/** A listening server; every accepted connection becomes a Peer served by handlers. */
+export class RpcServer<Local extends Api<Local>, Remote extends Api<Remote> = Record<never, never>> {
+  private constructor(
+    private readonly wss: WebSocketServer,
+    readonly address: string,
+  ) {}
+
+  static listen<L extends Api<L>, R extends Api<R> = Record<never, never>>(
+    opts: ListenOptions,
+    handlers: Handlers<L>,
+    onPeer?: (peer: Peer<R, L>) => void,
+  ): Promise<RpcServer<L, R>> {
+    return new Promise((resolve, reject) => {
+      const wss = new WebSocketServer({ host: opts.host, port: opts.port, maxPayload: opts.maxFrameBytes, perMessageDeflate: false });
+      wss.once('error', reject);
+      wss.on('connection', (ws, req) => {
+        const label = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+        const peer = new Peer<R, L>(ws, handlers, label, opts.log, opts.timeoutMs);
+        onPeer?.(peer);
+      });
+      wss.on('listening', () => {
+        wss.off('error', reject);
+        wss.on('error', (err) => opts.log.warn(`server: ${err.message}`));
+        const a = wss.address() as AddressInfo;
+        resolve(new RpcServer<L, R>(wss, `${a.address}:${a.port}`));
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    for (const ws of this.wss.clients) ws.terminate();
+    return new Promise((resolve) => this.wss.close(() => resolve()));
+  }
+}
+
+export interface ConnectOptions {
+  maxFrameBytes: number;
+  timeoutMs: number;
+  log: Logger;
+}
+
+/** Dial ws://host:port; rejects with EUNAVAIL when nobody answers. */
+export function connect<R extends Api<R>, L extends Api<L> = Record<never, never>>(
+  url: string,
+  opts: ConnectOptions,
+  handlers: Handlers<L> = {},
+): Promise<Peer<R, L>> {
+  const target = url.startsWith('ws://') ? url : `ws://${url}`;
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(target, { maxPayload: opts.maxFrameBytes, perMessageDeflate: false, handshakeTimeout: opts.timeoutMs });
+    const fail = (err: Error) => {
+      ws.removeAllListeners();
+      ws.on('error', () => {});
+      ws.terminate();
+      reject(new GfsError('EUNAVAIL', `cannot reach ${target}: ${err.message}`));
+    };
+    ws.once('error', fail);
+    ws.once('open', () => {
+      ws.off('error', fail);
+      resolve(new Peer<R, L>(ws, handlers, target, opts.log, opts.timeoutMs));
+    });
+  });
+}

@@ -1,0 +1,348 @@
+// End-to-end tests of our fuse-native fork (src/fuse/native): a tiny in-memory file system is
+// mounted through FuseMount and driven with real shell tools. Every access to the mount goes
+// through an asynchronous child process: this process serves the mount on its JS thread, so a
+// synchronous fs call into the mount from here would deadlock.
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
+
+import type { FuseOps, PosixLock, Stat, Timespec } from "../src/fuse/native/api.js";
+import { FuseMount } from "../src/fuse/native/index.js";
+
+const E = os.constants.errno;
+const O_APPEND = os.constants.O_APPEND ?? 0o2000;
+const LOCK_SH = 1, LOCK_EX = 2, LOCK_UN = 8;
+const F_GETLK = 5, F_SETLK = 6, F_SETLKW = 7, F_WRLCK = 1, F_UNLCK = 2;
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+type Call = { op: string; args: unknown[] };
+
+function sh(script: string, timeoutMs = 20_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const env = { ...process.env, TZ: "UTC", LC_ALL: "C" };
+    execFile("bash", ["-c", script], { timeout: timeoutMs, env }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === "number" ? err.code : 1) : 0;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+async function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+}
+
+/** A minimal in-memory file system that records every call it gets. */
+function memFs(calls: Call[]): FuseOps {
+  interface Node { mode: number; data: Buffer; size: number; atime: Timespec; mtime: Timespec; ctime: Timespec }
+  const now = (): Timespec => {
+    const ms = Date.now();
+    return [Math.floor(ms / 1000), (ms % 1000) * 1_000_000];
+  };
+  const node = (mode: number): Node => ({ mode, data: Buffer.alloc(0), size: 0, atime: now(), mtime: now(), ctime: now() });
+  const files = new Map<string, Node>([["/", node(0o40755)]]);
+  const open = new Map<number, Node>();
+  let nextFd = 100;
+  const rec = (op: string, ...args: unknown[]) => calls.push({ op, args });
+  const stat = (n: Node): Stat => ({
+    mode: n.mode, uid: 0, gid: 0, size: n.size, nlink: 1, atime: n.atime, mtime: n.mtime, ctime: n.ctime,
+  });
+  const resize = (n: Node, size: number) => {
+    if (size > n.data.length) {
+      const grown = Buffer.alloc(Math.max(size, n.data.length * 2));
+      n.data.copy(grown, 0, 0, n.size);
+      n.data = grown;
+    } else if (size < n.size) {
+      n.data.fill(0, size, n.size);
+    }
+    n.size = size;
+  };
+
+  return {
+    getattr(p, cb) {
+      rec("getattr", p);
+      if (p === "/boom") throw new Error("deliberate failure inside getattr");
+      const n = files.get(p);
+      return n ? cb(0, stat(n)) : cb(-E.ENOENT);
+    },
+    fgetattr(p, fd, cb) {
+      rec("fgetattr", p, fd);
+      const n = open.get(fd);
+      return n ? cb(0, stat(n)) : cb(-E.EBADF);
+    },
+    readdir(p, cb) {
+      rec("readdir", p);
+      const prefix = p === "/" ? "/" : `${p}/`;
+      const names = [...files.keys()]
+        .filter((k) => k !== p && k.startsWith(prefix) && !k.slice(prefix.length).includes("/"))
+        .map((k) => k.slice(prefix.length));
+      cb(0, [".", "..", ...names]);
+    },
+    open(p, flags, cb) {
+      rec("open", p, flags);
+      const n = files.get(p);
+      if (!n) return cb(-E.ENOENT);
+      open.set(nextFd, n);
+      cb(0, nextFd++);
+    },
+    create(p, mode, flags, cb) {
+      rec("create", p, mode, flags);
+      const n = node(mode);
+      files.set(p, n);
+      open.set(nextFd, n);
+      cb(0, nextFd++);
+    },
+    read(p, fd, buf, len, pos, cb) {
+      rec("read", p, fd, len, pos);
+      const n = open.get(fd);
+      if (!n) return cb(-E.EBADF);
+      cb(pos >= n.size ? 0 : n.data.copy(buf, 0, pos, Math.min(n.size, pos + len)));
+    },
+    write(p, fd, buf, len, pos, cb) {
+      rec("write", p, fd, len, pos);
+      const n = open.get(fd);
+      if (!n) return cb(-E.EBADF);
+      if (pos + len > n.size) resize(n, pos + len);
+      buf.copy(n.data, pos, 0, len);
+      n.mtime = n.ctime = now();
+      cb(len);
+    },
+    flush(p, fd, cb) { rec("flush", p, fd); cb(0); },
+    release(p, fd, cb) { rec("release", p, fd); open.delete(fd); cb(0); },
+    truncate(p, size, cb) {
+      rec("truncate", p, size);
+      const n = files.get(p);
+      if (!n) return cb(-E.ENOENT);
+      resize(n, size);
+      cb(0);
+    },
+    ftruncate(p, fd, size, cb) {
+      rec("ftruncate", p, fd, size);
+      const n = open.get(fd);
+      if (!n) return cb(-E.EBADF);
+      resize(n, size);
+      cb(0);
+    },
+    utimens(p, atime, mtime, cb) {
+      rec("utimens", p, atime, mtime);
+      const n = files.get(p);
+      if (!n) return cb(-E.ENOENT);
+      if (atime) n.atime = atime;
+      if (mtime) n.mtime = mtime;
+      n.ctime = now();
+      cb(0);
+    },
+    chmod(p, mode, cb) { rec("chmod", p, mode); cb(0); },
+    chown(p, uid, gid, cb) { rec("chown", p, uid, gid); cb(0); },
+    unlink(p, cb) { rec("unlink", p); cb(files.delete(p) ? 0 : -E.ENOENT); },
+    rename(src, dest, cb) {
+      rec("rename", src, dest);
+      const n = files.get(src);
+      if (!n) return cb(-E.ENOENT);
+      files.delete(src);
+      files.set(dest, n);
+      cb(0);
+    },
+    mkdir(p, mode, cb) { rec("mkdir", p, mode); files.set(p, node(0o40000 | mode)); cb(0); },
+    rmdir(p, cb) { rec("rmdir", p); cb(files.delete(p) ? 0 : -E.ENOENT); },
+    lock(p, fd, cmd, lock, owner, cb) {
+      rec("lock", p, fd, cmd, lock, owner);
+      if (cmd === F_GETLK) return cb(0, { ...lock, type: F_UNLCK } satisfies PosixLock);
+      cb(0);
+    },
+    flock(p, fd, op, owner, cb) { rec("flock", p, fd, op, owner); cb(0); },
+  };
+}
+
+describe("fuse-native fork (libfuse 2.9)", () => {
+  const calls: Call[] = [];
+  let dir = "";
+  let M = "";
+  let fuse: FuseMount | undefined;
+  const of = (op: string) => calls.filter((c) => c.op === op);
+
+  beforeAll(async () => {
+    const build = await sh(`${ROOT}/scripts/build-native`, 300_000);
+    if (build.code !== 0) throw new Error(`scripts/build-native failed:\n${build.stdout}${build.stderr}`);
+    dir = await mkdtemp(path.join(os.tmpdir(), "gfs-native-"));
+    M = path.join(dir, "mnt");
+    await mkdir(M);
+    fuse = new FuseMount(M, memFs(calls), { attrTimeout: 0, entryTimeout: 0, fsname: "gfs-test" });
+    await fuse.mount();
+  }, 320_000);
+
+  afterAll(async () => {
+    try {
+      await fuse?.unmount();
+    } finally {
+      // Do not rm while a FUSE mount could still be there (rm would recurse into it).
+      const still = await sh(`grep -qs " ${M} " /proc/mounts && echo mounted || true`);
+      if (!still.stdout.includes("mounted") && dir) await rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  beforeEach(() => {
+    calls.length = 0;
+  });
+
+  test("mounted with our options: fuse type, fsname, and the kernel sees it", async () => {
+    const r = await sh(`grep " ${M} " /proc/mounts`);
+    expect(r.stdout).toMatch(/^gfs-test \S+ fuse /);
+  });
+
+  test("dd bs=1M count=8 reaches write in 131072-byte pieces (big_writes + max_write)", async () => {
+    const r = await sh(`dd if=/dev/zero of=${M}/f bs=1M count=8 2>&1`);
+    expect(r.code).toBe(0);
+    const writes = of("write");
+    const sizes = writes.map((c) => c.args[2] as number);
+    expect(Math.max(...sizes)).toBe(131072);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(8 * 1024 * 1024);
+    expect(writes.length).toBeGreaterThanOrEqual(64);
+    expect(writes.length).toBeLessThanOrEqual(72); // about 64, nowhere near 2048 (4 KiB each)
+    const size = await sh(`stat -c %s ${M}/f`);
+    expect(size.stdout.trim()).toBe(String(8 * 1024 * 1024));
+  });
+
+  test("echo x >> newfile reaches create with O_APPEND in the flags", async () => {
+    const r = await sh(`echo x >> ${M}/newfile && cat ${M}/newfile`);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("x\n");
+    const creates = of("create").filter((c) => c.args[0] === "/newfile");
+    expect(creates).toHaveLength(1);
+    expect((creates[0].args[2] as number) & O_APPEND).toBe(O_APPEND);
+  });
+
+  test("touch -d with nanoseconds: utimens gets them and stat shows them", async () => {
+    await sh(`: > ${M}/t`);
+    calls.length = 0;
+    const r = await sh(`touch -d '2021-01-02 03:04:05.123456789' ${M}/t && stat -c '%x|%y' ${M}/t`);
+    expect(r.code).toBe(0);
+    const u = of("utimens");
+    expect(u).toHaveLength(1);
+    expect(u[0].args[1]).toEqual([1609556645, 123456789]);
+    expect(u[0].args[2]).toEqual([1609556645, 123456789]);
+    const [atime, mtime] = r.stdout.trim().split("|");
+    expect(mtime).toContain(".123456789");
+    expect(atime).toContain(".123456789");
+  });
+
+  test("touch -m leaves atime alone (utimens gets null), touch -a leaves mtime alone", async () => {
+    await sh(`: > ${M}/tm && touch -d '2020-05-06 07:08:09.111111111' ${M}/tm`);
+    calls.length = 0;
+    let r = await sh(`touch -m -d '2022-01-01 00:00:00.5' ${M}/tm && stat -c '%x|%y' ${M}/tm`);
+    expect(r.code).toBe(0);
+    let u = of("utimens");
+    expect(u).toHaveLength(1);
+    expect(u[0].args[1]).toBeNull();
+    expect(u[0].args[2]).toEqual([1640995200, 500000000]);
+    expect(r.stdout.trim()).toBe("2020-05-06 07:08:09.111111111 +0000|2022-01-01 00:00:00.500000000 +0000");
+
+    calls.length = 0;
+    r = await sh(`touch -a -d '2023-03-03 03:03:03.000000333' ${M}/tm && stat -c '%x|%y' ${M}/tm`);
+    u = of("utimens");
+    expect(u).toHaveLength(1);
+    expect(u[0].args[1]).toEqual([1677812583, 333]);
+    expect(u[0].args[2]).toBeNull();
+    expect(r.stdout.trim()).toBe("2023-03-03 03:03:03.000000333 +0000|2022-01-01 00:00:00.500000000 +0000");
+  });
+
+  test("fgetattr gets the fd of the open file (also once it is unlinked)", async () => {
+    await sh(`printf 12345 > ${M}/g`);
+    calls.length = 0;
+    // fstat itself arrives as getattr(path) (the kernel sends no file handle with it); the kernel
+    // does send the handle when it refreshes attributes for an open file: lseek(SEEK_END),
+    // ftruncate, and right after create. With attrTimeout 0 each of these asks us.
+    const py = [
+      "import os",
+      `fd = os.open('${M}/g', os.O_RDWR)`,
+      "print(os.fstat(fd).st_size)",
+      "print(os.lseek(fd, 0, os.SEEK_END))",
+      `os.unlink('${M}/g')`,
+      "os.ftruncate(fd, 2)",
+      "print(os.lseek(fd, 0, os.SEEK_END))",
+      "print(os.fstat(fd).st_size)",
+      "os.close(fd)",
+    ].join("\n");
+    const r = await sh(`python3 -c "${py}"`);
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim().split("\n")).toEqual(["5", "5", "2", "2"]);
+    expect(of("open").filter((c) => c.args[0] === "/g")).toHaveLength(1);
+    const fg = of("fgetattr");
+    expect(fg.length).toBeGreaterThanOrEqual(2);
+    const fds = new Set(fg.map((c) => c.args[1]));
+    expect(fds.size).toBe(1);
+    expect([...fds][0]).toBeGreaterThanOrEqual(100); // one of the numbers our open() handed out
+    // after the unlink libfuse renamed the open file to .fuse_hidden*, and fgetattr still has the fd
+    expect(fg.some((c) => String(c.args[0]).startsWith("/.fuse_hidden"))).toBe(true);
+    expect(of("ftruncate")[0]?.args.slice(1)).toEqual([[...fds][0], 2]);
+  });
+
+  test("flock(1) reaches the flock handler, and the last close unlocks it", async () => {
+    await sh(`: > ${M}/lk`);
+    calls.length = 0;
+    const r = await sh(`flock ${M}/lk -c 'echo locked' && flock -s -n ${M}/lk true`);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("locked\n");
+    await waitFor(() => of("flock").filter((c) => c.args[2] === LOCK_UN).length >= 2);
+    const ops = of("flock").map((c) => c.args[2]);
+    expect(ops).toContain(LOCK_EX);
+    expect(ops).toContain(LOCK_SH | 4 /* LOCK_NB */);
+    expect(ops.filter((o) => o === LOCK_UN)).toHaveLength(2); // from fi->flock_release on close
+    for (const c of of("flock")) expect(typeof c.args[3]).toBe("bigint");
+    const ex = of("flock").find((c) => c.args[2] === LOCK_EX)!;
+    const unlock = of("flock").find((c) => c.args[2] === LOCK_UN)!;
+    expect(unlock.args[3]).toBe(ex.args[3]); // same lock owner
+  });
+
+  test("python fcntl.lockf reaches the lock handler (F_SETLK/F_SETLKW/F_GETLK, range, owner)", async () => {
+    await sh(`: > ${M}/pl`);
+    calls.length = 0;
+    const py = [
+      "import fcntl, struct",
+      `f = open('${M}/pl', 'r+')`,
+      "fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 5)",
+      "q = struct.pack('hhqqi4x', fcntl.F_WRLCK, 0, 3, 4, 0)",
+      "print(struct.unpack('hhqqi4x', fcntl.fcntl(f, fcntl.F_GETLK, q))[0])",
+      "fcntl.lockf(f, fcntl.LOCK_UN, 10, 5)",
+      "fcntl.lockf(f, fcntl.LOCK_SH)",
+      "f.close()",
+    ].join("\n");
+    const r = await sh(`python3 -c "${py}"`);
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim()).toBe(String(F_UNLCK));
+    const locks = of("lock").map((c) => ({ cmd: c.args[2], lock: c.args[3] as PosixLock, owner: c.args[4] }));
+    const set = locks.find((l) => l.cmd === F_SETLK && l.lock.type === F_WRLCK);
+    expect(set?.lock).toMatchObject({ type: F_WRLCK, whence: 0, start: 5, len: 10 });
+    expect(set!.lock.pid).toBeGreaterThan(0);
+    expect(typeof set!.owner).toBe("bigint");
+    expect(locks.some((l) => l.cmd === F_GETLK && l.lock.start === 3 && l.lock.len === 4)).toBe(true);
+    expect(locks.some((l) => l.cmd === F_SETLKW && l.lock.type === 0 /* F_RDLCK */)).toBe(true);
+    expect(locks.some((l) => l.lock.type === F_UNLCK && l.lock.start === 5 && l.lock.len === 10)).toBe(true);
+    expect(new Set(locks.map((l) => l.owner)).size).toBe(1); // one process, one open file: one owner
+  });
+
+  test("a JS exception inside an op is answered with EIO instead of hanging", async () => {
+    const r = await sh(`stat ${M}/boom`, 10_000);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/Input\/output error/);
+    // and the mount still works afterwards
+    expect((await sh(`ls ${M}`)).code).toBe(0);
+  });
+});
+
+describe("mount errors", () => {
+  test("mount() rejects with a clear message for a missing or non-empty mountpoint", async () => {
+    const d = await mkdtemp(path.join(os.tmpdir(), "gfs-native-err-"));
+    try {
+      await expect(new FuseMount(path.join(d, "nope"), memFs([]), {}).mount()).rejects.toThrow(/does not exist/);
+      await writeFile(path.join(d, "x"), "x");
+      await expect(new FuseMount(d, memFs([]), {}).mount()).rejects.toThrow(/not empty/);
+      await expect(new FuseMount(d, memFs([]), { maxWrite: 1 << 20 }).mount()).rejects.toThrow(/maxWrite/);
+    } finally {
+      await rm(d, { recursive: true, force: true });
+    }
+  });
+});
