@@ -4,7 +4,7 @@
 import type { GfsConfig } from '../config.js';
 import { GfsClient } from '../client/client.js';
 import { logger, type Logger } from '../log.js';
-import { FuseMount } from './native/index.js';
+import { currentCaller, FuseMount } from './native/index.js';
 import { fuseOps } from './ops.js';
 import { IO_BLOCK } from './stat.js';
 
@@ -24,7 +24,7 @@ export async function mountGfs(opts: MountOptions): Promise<RunningMount> {
   const client = new GfsClient(opts.masterUrl, opts.cfg, log);
   await client.connect(); // an unreachable master is a start-up error, not a hung mount
   const isRoot = process.getuid?.() === 0;
-  const ops = fuseOps(client, { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
+  const ops = fuseOps(client, currentCaller);
   const fuse = new FuseMount(opts.mountpoint, ops, {
     fsname: `gfs#${opts.masterUrl.replace(/^ws:\/\//, '')}`,
     maxWrite: IO_BLOCK,

@@ -25,7 +25,8 @@ function replyCount(work: Promise<number>, done: (result: number) => void): void
   work.then(done, (e) => done(toErrno(e)));
 }
 
-export function fuseOps(client: GfsClient, owner: { uid: number; gid: number }): FuseOps {
+/** owner(): who is calling now (read it synchronously, first thing in a handler). */
+export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: number }): FuseOps {
   const files = new Map<number, OpenFile>();
   let nextFd = 1;
 
@@ -74,13 +75,15 @@ export function fuseOps(client: GfsClient, owner: { uid: number; gid: number }):
         }),
         cb,
       ),
-    create: (path, mode, flags, cb) =>
+    create: (path, mode, flags, cb) => {
+      const { uid, gid } = owner();
       reply(
         client
-          .create(path, mode & 0o7777, owner.uid, owner.gid, (flags & O_EXCL) !== 0)
+          .create(path, mode & 0o7777, uid, gid, (flags & O_EXCL) !== 0)
           .then((a) => register(client.openFile(a.ino, (flags & O_APPEND) !== 0))),
         cb,
-      ),
+      );
+    },
     read: (_path, fd, buf, len, pos, cb) => {
       const f = files.get(fd);
       if (!f) return cb(-Errno.EBADF);
@@ -108,10 +111,16 @@ export function fuseOps(client: GfsClient, owner: { uid: number; gid: number }):
       reply(client.setattr(path, { ...(uid !== UNCHANGED ? { uid } : {}), ...(gid !== UNCHANGED ? { gid } : {}) }), cb),
     unlink: (path, cb) => reply(client.unlink(path), cb),
     rmdir: (path, cb) => reply(client.rmdir(path), cb),
-    mkdir: (path, mode, cb) => reply(client.mkdir(path, mode & 0o7777, owner.uid, owner.gid), cb),
+    mkdir: (path, mode, cb) => {
+      const { uid, gid } = owner();
+      reply(client.mkdir(path, mode & 0o7777, uid, gid), cb);
+    },
     rename: (src, dest, cb) => reply(client.rename(src, dest), cb),
     link: (src, dest, cb) => reply(client.link(src, dest), cb),
-    symlink: (target, path, cb) => reply(client.symlink(target, path, owner.uid, owner.gid), cb),
+    symlink: (target, path, cb) => {
+      const { uid, gid } = owner();
+      reply(client.symlink(target, path, uid, gid), cb);
+    },
     readlink: (path, cb) => reply(client.readlink(path), cb),
   };
 

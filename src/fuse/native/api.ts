@@ -42,6 +42,13 @@ export interface PosixLock {
 
 export type Done = (result: number) => void;
 
+/** Who made a FUSE call (libfuse's fuse_get_context). */
+export interface Caller {
+  uid: number;
+  gid: number;
+  pid: number;
+}
+
 export interface FuseOps {
   init?(cb: Done): void;
   getattr(path: string, cb: (result: number, stat?: Stat) => void): void;

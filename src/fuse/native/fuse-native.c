@@ -105,6 +105,9 @@ typedef struct request {
   mode_t mode;
   uid_t uid;
   gid_t gid;
+  uid_t caller_uid;       /* who made the call (fuse_get_context), for ownership of new files */
+  gid_t caller_gid;
+  pid_t caller_pid;
   int flags;              /* open/create flags, datasync, setxattr flags, access mode, flock op */
   int cmd;                /* lock */
   struct flock *lk;
@@ -281,8 +284,13 @@ static void fill_statvfs (struct statvfs *s, const double *a) {
 /* Worker side: hand a request to the JS thread and wait for the reply.                       */
 
 static int call_js (request_t *r) {
-  mount_t *m = (mount_t *) fuse_get_context()->private_data;
+  struct fuse_context *ctx = fuse_get_context();
+  mount_t *m = (mount_t *) ctx->private_data;
   int oldstate;
+
+  r->caller_uid = ctx->uid;
+  r->caller_gid = ctx->gid;
+  r->caller_pid = ctx->pid;
 
   /* fuse_loop_mt cancels its idle workers when the session ends; a worker parked here owns a
      request that the JS thread may still touch, so it must not be cancelled while it waits. */
@@ -700,16 +708,19 @@ static void on_work (uv_async_t *handle) {
     napi_handle_scope scope;
     napi_open_handle_scope(env, &scope);
 
-    napi_value argv[12];
+    napi_value argv[18];
     napi_value fn, recv, result;
     argv[0] = make_num(env, r->op);
     argv[1] = make_num(env, (double) slot);
     argv[2] = make_num(env, seq);
-    int n = build_args(m, r, &m->slots[slot], argv + 3);
+    argv[3] = make_num(env, r->caller_uid);
+    argv[4] = make_num(env, r->caller_gid);
+    argv[5] = make_num(env, r->caller_pid);
+    int n = build_args(m, r, &m->slots[slot], argv + 6);
     napi_status status = napi_generic_failure;
     if (n >= 0 && napi_get_reference_value(env, m->dispatch, &fn) == napi_ok && fn != NULL) {
       napi_get_global(env, &recv); /* napi_make_callback needs an object receiver */
-      status = napi_make_callback(env, m->async_ctx, recv, fn, (size_t) n + 3, argv, &result);
+      status = napi_make_callback(env, m->async_ctx, recv, fn, (size_t) n + 6, argv, &result);
     }
     if (status != napi_ok) {
       bool pending = false;

@@ -14,6 +14,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import type {
+  Caller,
   Done,
   FuseMountHandle,
   FuseOps,
@@ -25,6 +26,7 @@ import type {
 } from "./api.js";
 
 export type {
+  Caller,
   Done,
   FuseMountHandle,
   FuseOps,
@@ -38,7 +40,17 @@ export type {
 // ---------------------------------------------------------------------------------------------
 // The addon
 
-type Dispatch = (op: number, slot: number, seq: number, ...args: unknown[]) => void;
+type Dispatch = (op: number, slot: number, seq: number, uid: number, gid: number, pid: number, ...args: unknown[]) => void;
+
+let caller: Caller = { uid: 0, gid: 0, pid: 0 };
+
+/**
+ * The process that made the FUSE call being dispatched right now. Only meaningful in the
+ * synchronous part of an op handler (read it first thing, before any await).
+ */
+export function currentCaller(): Caller {
+  return caller;
+}
 
 interface Binding {
   createMount(): object;
@@ -358,7 +370,8 @@ export class FuseMount implements FuseMountHandle {
   }
 
   /** Called by the addon on the JS thread for every FUSE request. */
-  private dispatch: Dispatch = (op, slot, seq, ...args) => {
+  private dispatch: Dispatch = (op, slot, seq, uid, gid, pid, ...args) => {
+    caller = { uid, gid, pid };
     const b = loadBinding();
     const handle = this.handle;
     const name = b.opNames[op] ?? `op${op}`;
