@@ -26,6 +26,8 @@ export interface GfsConfig {
   writeBufferBytes: number;
   /** Bytes a client reads ahead per open file on sequential reads. */
   readAheadBytes: number;
+  /** How long a client trusts attributes it has seen (0: ask the master every time). */
+  attrCacheMs: number;
   /** Op-log records after which the master writes a checkpoint and starts a new log. */
   checkpointEvery: number;
 }
@@ -41,8 +43,9 @@ export const defaults: GfsConfig = {
   clientRetryMs: 90_000, // longer than a lease: writes may wait one out after a master restart
   maxFrameBytes: 20 * MiB,
   writeBufferBytes: 8 * MiB,
-  readAheadBytes: 4 * MiB,
+  readAheadBytes: 8 * MiB,
   checkpointEvery: 100_000,
+  attrCacheMs: 1_000,
 };
 
 /** Largest record a record append takes: a quarter of a chunk, as in the paper (§3.3). */

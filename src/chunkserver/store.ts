@@ -124,15 +124,18 @@ export class ChunkStore {
 
   // ---- namespace ----
 
-  /** A new, empty replica at version (the files are fsync'd before it counts as created). */
+  /**
+   * A new, empty replica at version. Not fsync'd: an empty replica lost in a machine crash is just
+   * a missing replica (the master copies the chunk again), and the data written into it later is
+   * only forced to disk by sync() — which also syncs the directory, and so the new names.
+   */
   create(handle: ChunkHandle, version: number): Promise<void> {
     return this.ns.run(async () => {
       if (this.replicas.has(handle)) return;
       const r = this.newReplica(handle, version, 0, [], false);
       try {
-        await writeDurably(r.metaPath, encodeHeader(this.blockSize, version));
-        await writeDurably(r.dataPath, Buffer.alloc(0));
-        await this.syncDir();
+        await writeFile(r.metaPath, encodeHeader(this.blockSize, version));
+        await writeFile(r.dataPath, Buffer.alloc(0));
       } catch (e) {
         await unlinkQuietly(r.dataPath);
         await unlinkQuietly(r.metaPath);
@@ -271,6 +274,7 @@ export class ChunkStore {
       await this.files.use(r.dataPath, (fh) => fh.sync());
       await this.files.use(r.metaPath, (fh) => fh.sync());
     });
+    await this.syncDir(); // names of replicas created since (create() does not sync them)
   }
 
   async close(): Promise<void> {

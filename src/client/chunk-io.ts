@@ -22,13 +22,15 @@ interface Locations {
 }
 
 const LOCATION_BATCH = 64;
-const MAX_READ_PIECE = 8 * 1024 * 1024;
+/** Large reads go as pieces of this size, side by side and spread over the replicas. */
+const READ_PIECE = 1024 * 1024;
 
 export class ChunkIo {
   private readonly locations = new Map<number, Locations>();
   private readonly targets = new Map<string, { target: WriteTarget; until: number }>();
   private readonly clientId = randomBytes(6).toString('hex');
   private seq = 0;
+  private spread = 0;
 
   constructor(
     private readonly master: MasterLink,
@@ -60,23 +62,25 @@ export class ChunkIo {
     for (let pos = offset; pos < end; ) {
       const index = Math.floor(pos / cs);
       const inChunk = pos - index * cs;
-      // One reply must fit in a frame: big reads go as several pieces, side by side.
-      const n = Math.min(end - pos, cs - inChunk, MAX_READ_PIECE);
+      const n = Math.min(end - pos, cs - inChunk, READ_PIECE);
       const at = pos - offset;
-      pieces.push(this.readChunk(ino, index, inChunk, n).then((data) => void data.copy(out, at)));
+      pieces.push(this.readChunk(ino, index, inChunk, n, this.spread++).then((data) => void data.copy(out, at)));
       pos += n;
     }
     await Promise.all(pieces);
     return out;
   }
 
-  private async readChunk(ino: number, index: number, offset: number, length: number): Promise<Buffer> {
+  /** Each read starts at the next replica in turn: the load spreads over all of them. */
+  private async readChunk(ino: number, index: number, offset: number, length: number, spread: number): Promise<Buffer> {
     return withRetry(this.cfg.clientRetryMs, (e) => isUnreachable(e) || e.code === 'EIO', async () => {
       const locs = await this.locate(ino, index, index + 1);
       const loc = locs.chunks.get(index);
       if (!loc) return Buffer.alloc(0); // a hole: zeros
       let last: GfsError = new GfsError('EUNAVAIL', `no live replica of chunk ${loc.handle}`);
-      for (const address of loc.replicas) {
+      const n = loc.replicas.length;
+      for (let i = 0; i < n; i++) {
+        const address = loc.replicas[(i + spread) % n];
         try {
           const r = await this.pool.call(address, 'read', { handle: loc.handle, version: loc.version, offset, length });
           return r.data;

@@ -6,6 +6,7 @@ import type { Attr, DirEntry, FsStats, MasterClientApi, SetAttr } from '../proto
 import { PeerPool } from '../protocol/pool.js';
 import { maxRecordBytes, type GfsConfig } from '../config.js';
 import { logger, type Logger } from '../log.js';
+import { AttrCache, joinPath, parentPath } from './attr-cache.js';
 import { ChunkIo } from './chunk-io.js';
 import { MasterLink } from './master-link.js';
 import { OpenFile } from './open-file.js';
@@ -15,6 +16,7 @@ export class GfsClient {
   private readonly master: MasterLink;
   private readonly pool: PeerPool;
   private readonly open = new Map<number, Set<OpenFile>>();
+  private readonly attrs: AttrCache;
   maxRecordBytes: number;
   readonly cfg: GfsConfig;
 
@@ -28,6 +30,7 @@ export class GfsClient {
     this.pool = new PeerPool({ maxFrameBytes: cfg.maxFrameBytes, timeoutMs: cfg.rpcTimeoutMs, log });
     this.io = new ChunkIo(this.master, this.pool, this.cfg, log);
     this.maxRecordBytes = maxRecordBytes(cfg);
+    this.attrs = new AttrCache(cfg.attrCacheMs);
   }
 
   /**
@@ -53,8 +56,14 @@ export class GfsClient {
 
   // ------------------------------------------------------------------ namespace
 
-  async lookup(path: string): Promise<Attr> {
-    return this.withPending(await this.master.call('lookup', { path }));
+  /** Attributes of path; fresh=true always asks the master (open: close-to-open consistency). */
+  async lookup(path: string, fresh = false): Promise<Attr> {
+    let attr = fresh ? undefined : this.attrs.get(path);
+    if (!attr) {
+      attr = await this.master.call('lookup', { path });
+      this.attrs.set(path, attr);
+    }
+    return this.withPending(attr);
   }
 
   async getattr(ino: number): Promise<Attr> {
@@ -63,43 +72,51 @@ export class GfsClient {
 
   async readdir(path: string): Promise<DirEntry[]> {
     const { entries } = await this.master.call('readdir', { path });
+    for (const e of entries) this.attrs.set(joinPath(path, e.name), e.attr);
     return entries.map((e) => ({ name: e.name, attr: this.withPending(e.attr) }));
   }
 
   mkdir(path: string, mode: number, uid: number, gid: number): Promise<Attr> {
-    return this.master.call('mkdir', { path, mode, uid, gid });
+    return this.created(path, this.master.call('mkdir', { path, mode, uid, gid }));
   }
 
   create(path: string, mode: number, uid: number, gid: number, exclusive: boolean): Promise<Attr> {
-    return this.master.call('create', { path, mode, uid, gid, exclusive });
+    return this.created(path, this.master.call('create', { path, mode, uid, gid, exclusive }));
   }
 
   async unlink(path: string): Promise<void> {
-    await this.master.call('unlink', { path });
+    const ino = this.attrs.get(path)?.ino;
+    await this.changed(this.master.call('unlink', { path }), [path, parentPath(path)]);
+    if (ino !== undefined) this.attrs.dropIno(ino); // other names of it: one link fewer
   }
 
   async rmdir(path: string): Promise<void> {
-    await this.master.call('rmdir', { path });
+    await this.changed(this.master.call('rmdir', { path }), [parentPath(path)], [path]);
   }
 
   async rename(from: string, to: string): Promise<void> {
-    await this.master.call('rename', { from, to });
+    await this.changed(this.master.call('rename', { from, to }), [parentPath(from), parentPath(to)], [from, to]);
   }
 
-  link(from: string, to: string): Promise<Attr> {
-    return this.master.call('link', { from, to });
+  async link(from: string, to: string): Promise<Attr> {
+    const attr = await this.created(to, this.master.call('link', { from, to }));
+    this.attrs.update(attr);
+    return attr;
   }
 
   symlink(target: string, path: string, uid: number, gid: number): Promise<Attr> {
-    return this.master.call('symlink', { path, target, uid, gid });
+    return this.created(path, this.master.call('symlink', { path, target, uid, gid }));
   }
 
   async readlink(path: string): Promise<string> {
     return (await this.master.call('readlink', { path })).target;
   }
 
-  setattr(path: string, set: SetAttr): Promise<Attr> {
-    return this.master.call('setattr', { path, set });
+  async setattr(path: string, set: SetAttr): Promise<Attr> {
+    const attr = await this.changed(this.master.call('setattr', { path, set }), [path]);
+    this.attrs.set(path, attr);
+    this.attrs.update(attr);
+    return attr;
   }
 
   statfs(): Promise<FsStats> {
@@ -111,13 +128,31 @@ export class GfsClient {
     await this.flushInode(ino, true);
     this.invalidateReads(ino);
     const { attr, cut, cutLength } = await this.master.call('truncate', { ino, size });
+    this.attrs.update(attr);
     if (cut) await this.io.cut(cut, ino, cutLength);
     this.io.forget(ino);
     return attr;
   }
 
   async extend(ino: number, size: number): Promise<void> {
-    await this.master.call('extend', { ino, size });
+    this.attrs.update(await this.master.call('extend', { ino, size }));
+  }
+
+  /** A namespace change: whatever it touched leaves the cache, whether it worked or not. */
+  private async changed<T>(work: Promise<T>, paths: string[], trees: string[] = []): Promise<T> {
+    try {
+      return await work;
+    } finally {
+      for (const p of paths) this.attrs.drop(p);
+      for (const p of trees) this.attrs.dropTree(p);
+    }
+  }
+
+  /** A new name: its parent's attributes changed, and its own are known. */
+  private async created(path: string, work: Promise<Attr>): Promise<Attr> {
+    const attr = await this.changed(work, [parentPath(path)]);
+    this.attrs.set(path, attr);
+    return attr;
   }
 
   // ------------------------------------------------------------------ open files

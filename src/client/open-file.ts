@@ -1,11 +1,29 @@
-// One open file of a client: a write-back buffer (contiguous writes gathered into large chunk
-// writes), record appends for O_APPEND handles (writes gathered into one atomic record, never
-// split), and read-ahead windows. Everything buffered is on every replica before flush(), fsync()
-// or close() returns (close-to-open consistency); errors of background pushes surface there.
+// One open file of a client.
+// - Writes go to a write-back buffer of extents (adjacent writes merge); once it holds
+//   cfg.writeBufferBytes they are pushed to the chunkservers in the background, a few batches at
+//   a time, so the kernel can hand over more data meanwhile. A batch never overtakes an earlier
+//   one that overlaps it.
+// - Writes on an O_APPEND handle are gathered into one record append (atomic: never split, no
+//   other writer's bytes inside) sent at flush, or when a record is full.
+// - Reads use read-ahead windows that grow while the reader goes forward and shrink to the
+//   request size on random access.
+// Everything buffered is on every replica before flush(), fsync() or close() returns
+// (close-to-open consistency); errors of background pushes surface there, or at the next write.
 
 import { GfsError, asGfsError } from '../protocol/errors.js';
 import type { ChunkHandle, ServerAddress } from '../protocol/messages.js';
 import type { GfsClient } from './client.js';
+
+interface Extent {
+  start: number;
+  end: number;
+  bufs: Buffer[];
+}
+
+interface Batch {
+  extents: Array<{ start: number; end: number }>;
+  done: Promise<void>;
+}
 
 interface Window {
   start: number;
@@ -14,18 +32,23 @@ interface Window {
 }
 
 const MAX_WINDOWS = 4;
+const MAX_BATCHES_IN_FLIGHT = 4;
+const MIN_READ_AHEAD = 256 * 1024;
+
+const overlaps = (a: { start: number; end: number }, b: { start: number; end: number }) => a.start < b.end && b.start < a.end;
 
 export class OpenFile {
-  private buf: Buffer[] = [];
-  private bufStart = 0;
-  private bufLen = 0;
+  private extents: Extent[] = [];
+  private buffered = 0;
+  private batches: Batch[] = [];
   private records: Buffer[] = [];
   private recordsLen = 0;
-  private inflight: Promise<void> | null = null;
   private failed: GfsError | null = null;
   /** Highest end written that the master may not know yet. */
   private dirtyEnd = 0;
   private windows: Window[] = [];
+  private readEnd = -1;
+  private readAhead = 0;
   /** Replicas written since the last fsync. */
   readonly touched = new Map<ChunkHandle, ServerAddress[]>();
 
@@ -35,27 +58,28 @@ export class OpenFile {
     readonly append: boolean,
   ) {}
 
-  /** Bytes this handle knows of past the master's size (for getattr while writing). */
+  /** The size this handle has written up to (for getattr while writing). */
   get pendingEnd(): number {
-    return Math.max(this.dirtyEnd, this.bufLen ? this.bufStart + this.bufLen : 0);
+    let end = this.dirtyEnd;
+    for (const e of this.extents) end = Math.max(end, e.end);
+    return end;
   }
 
   get dirty(): boolean {
-    return this.bufLen > 0 || this.recordsLen > 0 || this.inflight !== null || this.dirtyEnd > 0;
+    return this.buffered > 0 || this.recordsLen > 0 || this.batches.length > 0 || this.dirtyEnd > 0;
   }
 
   async read(pos: number, len: number): Promise<Buffer> {
     await this.client.flushInode(this.ino, false);
+    // The kernel reads ahead with several requests at once, not always in order: near enough counts.
+    const sequential = this.readEnd >= 0 && Math.abs(pos - this.readEnd) <= 2 * 1024 * 1024;
+    this.readEnd = Math.max(sequential ? this.readEnd : 0, pos + len);
+    this.readAhead = sequential ? Math.min(Math.max(this.readAhead * 2, MIN_READ_AHEAD), this.client.cfg.readAheadBytes) : 0;
     let w = this.windows.find((x) => pos >= x.start && pos + len <= x.end);
-    if (!w) {
-      const ra = this.client.cfg.readAheadBytes;
-      w = this.fetch(pos, Math.max(len, ra));
-    }
+    if (!w) w = this.fetch(pos, Math.max(len, this.readAhead));
     const data = await w.data;
-    // Sequential reader past the middle of this window: fetch the next one now.
-    if (pos - w.start >= (w.end - w.start) / 2 && data.length === w.end - w.start && !this.windows.some((x) => x.start === w!.end)) {
-      this.fetch(w.end, w.end - w.start);
-    }
+    const full = data.length === w.end - w.start;
+    if (sequential && full && !this.windows.some((x) => x.start === w!.end)) this.fetch(w.end, Math.max(this.readAhead, w.end - w.start));
     return data.subarray(pos - w.start, Math.min(data.length, pos - w.start + len));
   }
 
@@ -65,25 +89,31 @@ export class OpenFile {
     // The kernel reuses its buffer once we answer: keep a copy.
     const copy = Buffer.from(data);
     if (this.append) {
-      if (this.recordsLen + copy.length > this.client.maxRecordBytes) await this.flushRecords();
+      if (this.recordsLen + copy.length > this.client.maxRecordBytes) await this.sendRecords();
       this.records.push(copy);
       this.recordsLen += copy.length;
       return copy.length;
     }
-    if (this.bufLen > 0 && pos !== this.bufStart + this.bufLen) await this.flushBuffer(true);
-    if (this.bufLen === 0) this.bufStart = pos;
-    this.buf.push(copy);
-    this.bufLen += copy.length;
-    const cs = this.client.cfg.chunkSize;
-    const atChunkEnd = (this.bufStart + this.bufLen) % cs === 0;
-    if (this.bufLen >= this.client.cfg.writeBufferBytes || atChunkEnd) await this.flushBuffer(false);
+    const end = pos + copy.length;
+    const last = this.extents[this.extents.length - 1];
+    if (last && last.end === pos) {
+      last.bufs.push(copy);
+      last.end = end;
+    } else {
+      // A rewrite of buffered bytes: send what is buffered first, so the order of writes holds.
+      if (this.extents.some((e) => overlaps(e, { start: pos, end }))) await this.sendBuffered();
+      this.extents.push({ start: pos, end, bufs: [copy] });
+    }
+    this.buffered += copy.length;
+    if (this.buffered >= this.client.cfg.writeBufferBytes) await this.sendBuffered();
     return copy.length;
   }
 
   /** Everything written so far is on every replica and the master knows the size. */
   async flush(): Promise<void> {
-    await this.flushRecords();
-    await this.flushBuffer(true);
+    await this.sendRecords();
+    await this.sendBuffered();
+    while (this.batches.length > 0) await this.batches[0].done;
     if (this.dirtyEnd > 0) {
       const end = this.dirtyEnd;
       this.dirtyEnd = 0;
@@ -115,8 +145,8 @@ export class OpenFile {
     return w;
   }
 
-  /** Send the gathered records as one record append (atomic: no other writer's bytes inside). */
-  private async flushRecords(): Promise<void> {
+  /** Send the gathered records as one record append. */
+  private async sendRecords(): Promise<void> {
     if (this.recordsLen === 0) return;
     const record = this.records.length === 1 ? this.records[0] : Buffer.concat(this.records);
     this.records = [];
@@ -131,26 +161,33 @@ export class OpenFile {
   }
 
   /**
-   * Push the write buffer. wait=false lets it go on in the background (one push at a time) so the
-   * kernel can hand us the next piece meanwhile; its error shows at the next write or flush.
+   * Start pushing the buffered extents as one batch, in the background. Waits first while too many
+   * batches are out, and for any earlier batch that overlaps this one (writes keep their order).
    */
-  private async flushBuffer(wait: boolean): Promise<void> {
-    if (this.inflight) await this.inflight;
-    if (this.bufLen > 0) {
-      const start = this.bufStart;
-      const data = this.buf.length === 1 ? this.buf[0] : Buffer.concat(this.buf, this.bufLen);
-      this.buf = [];
-      this.bufLen = 0;
-      this.dirtyEnd = Math.max(this.dirtyEnd, start + data.length);
-      const p = this.client.io.write(this.ino, start, data, this.touched).catch((e) => {
-        this.failed ??= asGfsError(e);
+  private async sendBuffered(): Promise<void> {
+    if (this.extents.length === 0) return;
+    const extents = this.extents;
+    this.extents = [];
+    this.buffered = 0;
+    const ranges = extents.map(({ start, end }) => ({ start, end }));
+    for (const e of ranges) this.dirtyEnd = Math.max(this.dirtyEnd, e.end);
+    const earlier = this.batches.filter((b) => b.extents.some((x) => ranges.some((r) => overlaps(x, r))));
+    const batch: Batch = { extents: ranges, done: Promise.resolve() };
+    batch.done = Promise.all(earlier.map((b) => b.done))
+      .then(() =>
+        Promise.all(extents.map((e) => this.client.io.write(this.ino, e.start, e.bufs.length === 1 ? e.bufs[0] : Buffer.concat(e.bufs), this.touched))),
+      )
+      .then(
+        () => {},
+        (e) => {
+          this.failed ??= asGfsError(e);
+        },
+      )
+      .finally(() => {
+        this.batches = this.batches.filter((b) => b !== batch);
       });
-      this.inflight = p.finally(() => {
-        if (this.inflight === done) this.inflight = null;
-      });
-      const done = this.inflight;
-    }
-    if (wait && this.inflight) await this.inflight;
+    this.batches.push(batch);
+    while (this.batches.length > MAX_BATCHES_IN_FLIGHT) await this.batches[0].done;
     this.throwIfFailed();
   }
 

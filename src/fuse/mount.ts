@@ -29,10 +29,12 @@ export async function mountGfs(opts: MountOptions): Promise<RunningMount> {
     fsname: `gfs#${opts.masterUrl.replace(/^ws:\/\//, '')}`,
     maxWrite: IO_BLOCK,
     maxRead: IO_BLOCK,
-    // No kernel caching of names or attributes: a file closed on another mount is seen at the
-    // next open here with its new size (close-to-open consistency).
+    // The kernel keeps names for a second (the high-level API is path-based, so a stale name only
+    // saves a look-up) but never attributes: reading past the size it knows makes it ask again,
+    // so an open after another mount's close sees the new size (close-to-open consistency).
+    // Attribute caching happens in the client (AttrCache), which open() bypasses.
     attrTimeout: 0,
-    entryTimeout: 0,
+    entryTimeout: 1,
     negativeTimeout: 0,
     allowOther: isRoot,
     defaultPermissions: true,

@@ -69,7 +69,7 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
       ),
     open: (path, flags, cb) =>
       reply(
-        client.lookup(path).then((a) => {
+        client.lookup(path, true).then((a) => {
           if (a.type === 'dir') throw new GfsError('EISDIR', `is a directory: ${path}`);
           return register(client.openFile(a.ino, (flags & O_APPEND) !== 0));
         }),

@@ -1,0 +1,77 @@
+// Attributes by path, kept for a short time (cfg.attrCacheMs) so that `ls -l`, `stat` and path
+// walks do not each cost a master round trip. It is filled by look-ups and directory listings and
+// corrected at once by this client's own changes; another client's changes show within the TTL,
+// as NFS attribute caching does. open() always asks the master (close-to-open consistency).
+
+import type { Attr } from '../protocol/messages.js';
+
+const MAX_ENTRIES = 200_000;
+
+export const joinPath = (dir: string, name: string): string => (dir === '/' ? `/${name}` : `${dir}/${name}`);
+export const parentPath = (path: string): string => path.slice(0, Math.max(1, path.lastIndexOf('/')));
+
+export class AttrCache {
+  private readonly byPath = new Map<string, { attr: Attr; until: number }>();
+  private readonly byIno = new Map<number, Set<string>>();
+
+  constructor(private readonly ttlMs: number) {}
+
+  get(path: string): Attr | undefined {
+    const e = this.byPath.get(path);
+    if (!e) return undefined;
+    if (e.until < Date.now()) {
+      this.drop(path);
+      return undefined;
+    }
+    return e.attr;
+  }
+
+  set(path: string, attr: Attr): void {
+    if (this.ttlMs <= 0) return;
+    if (this.byPath.size >= MAX_ENTRIES) this.clear();
+    const old = this.byPath.get(path);
+    if (old && old.attr.ino !== attr.ino) this.unindex(path, old.attr.ino);
+    this.byPath.set(path, { attr, until: Date.now() + this.ttlMs });
+    let paths = this.byIno.get(attr.ino);
+    if (!paths) this.byIno.set(attr.ino, (paths = new Set()));
+    paths.add(path);
+  }
+
+  /** New attributes of an inode, for every cached path that names it (hard links too). */
+  update(attr: Attr): void {
+    for (const path of this.byIno.get(attr.ino) ?? []) {
+      const e = this.byPath.get(path);
+      if (e) e.attr = attr;
+    }
+  }
+
+  /** Forget an inode under every name (its attributes changed in a way we did not see). */
+  dropIno(ino: number): void {
+    for (const path of [...(this.byIno.get(ino) ?? [])]) this.drop(path);
+  }
+
+  drop(path: string): void {
+    const e = this.byPath.get(path);
+    if (!e) return;
+    this.byPath.delete(path);
+    this.unindex(path, e.attr.ino);
+  }
+
+  /** Forget path and everything beneath it (a directory renamed or removed). */
+  dropTree(path: string): void {
+    this.drop(path);
+    const prefix = path === '/' ? '/' : path + '/';
+    for (const p of [...this.byPath.keys()]) if (p.startsWith(prefix)) this.drop(p);
+  }
+
+  clear(): void {
+    this.byPath.clear();
+    this.byIno.clear();
+  }
+
+  private unindex(path: string, ino: number): void {
+    const paths = this.byIno.get(ino);
+    paths?.delete(path);
+    if (paths?.size === 0) this.byIno.delete(ino);
+  }
+}
