@@ -41,6 +41,10 @@ const tunables: Array<[flag: string, key: keyof GfsConfig, help: string, parse: 
   ['--dead-after-ms <ms>', 'deadAfterMs', 'silence after which a chunkserver is dead (master)', parseCount],
   ['--rpc-timeout-ms <ms>', 'rpcTimeoutMs', 'time-out of one request', parseCount],
   ['--client-retry-ms <ms>', 'clientRetryMs', 'how long a mount retries before EIO', parseCount],
+  ['--trash-grace-ms <ms>', 'trashGraceMs', 'how long deleted files stay restorable in the trash (master)', parseCount],
+  ['--copies-per-server <n>', 'copiesPerServer', 'chunk copies one chunkserver receives at a time', parseCount],
+  ['--scrub-interval-ms <ms>', 'scrubIntervalMs', 'background checksum scan: one idle replica per interval, 0 = off (chunkserver)', parseCount],
+  ['--scrub-idle-ms <ms>', 'scrubIdleMs', 'a replica unused this long is idle, due for the scan (chunkserver)', parseCount],
 ];
 
 function withTunables(cmd: Command): Command {
@@ -126,6 +130,42 @@ program
   .action(async (master: string, opts) => {
     const { printStatus } = await import('./status.js');
     await printStatus(master, !!opts.json).catch((e) => fail((e as Error).message));
+    process.exit(0);
+  });
+
+program
+  .command('trash')
+  .description('list deleted files that `gfs undelete` can still bring back')
+  .argument('<master>', 'the master, ws://HOST:PORT', parseUrl)
+  .option('--json', 'print JSON')
+  .action(async (master: string, opts) => {
+    const { printTrash } = await import('./admin-cli.js');
+    await printTrash(master, !!opts.json).catch((e) => fail((e as Error).message));
+    process.exit(0);
+  });
+
+program
+  .command('undelete')
+  .description('bring back the file most recently deleted at PATH, while it is in the trash')
+  .argument('<master>', 'the master, ws://HOST:PORT', parseUrl)
+  .argument('<path>', 'the path it had, absolute within gfs (e.g. /dir/file)')
+  .option('--to <path>', 'restore it under another name')
+  .action(async (master: string, path: string, opts) => {
+    const { undelete } = await import('./admin-cli.js');
+    await undelete(master, path, opts.to).catch((e) => fail((e as Error).message));
+    process.exit(0);
+  });
+
+program
+  .command('drain')
+  .description('move every replica off a chunkserver before it is retired (it takes no new ones)')
+  .argument('<master>', 'the master, ws://HOST:PORT', parseUrl)
+  .argument('<address>', 'the chunkserver, HOST:PORT as `gfs status` shows it')
+  .option('--wait', 'return only once it holds no replica and no chunk is under-replicated')
+  .option('--cancel', 'take it back into service instead')
+  .action(async (master: string, address: string, opts) => {
+    const { drain } = await import('./admin-cli.js');
+    await drain(master, address.replace(/^ws:\/\//, ''), { wait: !!opts.wait, cancel: !!opts.cancel }).catch((e) => fail((e as Error).message));
     process.exit(0);
   });
 

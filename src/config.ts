@@ -30,6 +30,14 @@ export interface GfsConfig {
   attrCacheMs: number;
   /** Op-log records after which the master writes a checkpoint and starts a new log. */
   checkpointEvery: number;
+  /** How long a deleted file stays in the trash, restorable with `gfs undelete` (the paper's 3 days). */
+  trashGraceMs: number;
+  /** Copies of chunks one chunkserver receives at a time (re-replication, rebalancing, drain). */
+  copiesPerServer: number;
+  /** A chunkserver verifies one idle replica's checksums every this many ms (0: no background scan). */
+  scrubIntervalMs: number;
+  /** A replica read or written within this long counts as busy, not idle: the scan skips it. */
+  scrubIdleMs: number;
 }
 
 export const defaults: GfsConfig = {
@@ -45,6 +53,10 @@ export const defaults: GfsConfig = {
   writeBufferBytes: 8 * MiB,
   readAheadBytes: 8 * MiB,
   checkpointEvery: 100_000,
+  trashGraceMs: 3 * 24 * 3600 * 1000,
+  copiesPerServer: 2,
+  scrubIntervalMs: 10_000, // a 64 MiB chunk every 10 s: about 6 MB/s of disk reads at most
+  scrubIdleMs: 60_000,
   attrCacheMs: 1_000,
 };
 

@@ -17,11 +17,12 @@ export async function printStatus(url: string, json: boolean): Promise<void> {
       return;
     }
     const lines = [
-      `files ${s.files}  chunks ${s.chunks}  under-replicated ${s.underReplicated}  corrupt ${s.corrupt}  re-replications in flight ${s.replicationsInFlight}`,
+      `files ${s.files}  chunks ${s.chunks}  under-replicated ${s.underReplicated}  lost ${s.lost}  corrupt ${s.corrupt}  in trash ${s.trash}`,
+      `re-replications in flight ${s.replicationsInFlight}  moves (rebalance, drain) in flight ${s.movesInFlight}`,
       '',
-      'chunkserver            alive  chunks        free        used   load  last heartbeat',
+      'chunkserver            alive     chunks        free        used   load  last heartbeat',
       ...s.chunkservers.map((c) =>
-        `${c.address.padEnd(22)} ${(c.alive ? 'yes' : 'NO').padEnd(5)} ${String(c.chunks).padStart(7)} ${mb(c.freeBytes).padStart(11)} ${mb(c.usedBytes).padStart(11)} ${String(c.load).padStart(6)}  ${(c.lastHeartbeatMsAgo / 1000).toFixed(1)} s ago`,
+        `${c.address.padEnd(22)} ${(c.alive ? (c.draining ? 'drain' : 'yes') : 'NO').padEnd(8)} ${String(c.chunks).padStart(7)} ${mb(c.freeBytes).padStart(11)} ${mb(c.usedBytes).padStart(11)} ${String(c.load).padStart(6)}  ${(c.lastHeartbeatMsAgo / 1000).toFixed(1)} s ago`,
       ),
     ];
     process.stdout.write(lines.join('\n') + '\n');

@@ -410,6 +410,30 @@ describe('chunkservers behind a fake master', () => {
     await pool.call(addr[1], 'sync', { handles: [h] });
   });
 
+  it('takes small writes inline and vectored writes as one mutation, on every replica', async () => {
+    const h = await newChunk(0);
+    const want = Buffer.alloc(200 * KiB);
+    const small = randomBytes(3000);
+    await pool.call(addr[0], 'write', { handle: h, version: 1, offset: 10, dataId: 'never-pushed', data: small, secondaries: others(0) });
+    small.copy(want, 10);
+    // Three pieces at their own offsets, one of them inside a block another already changed.
+    const pieces: Array<[number, Buffer]> = [[150 * KiB, randomBytes(4096)], [20, randomBytes(100)], [70 * KiB + 3, randomBytes(9000)]];
+    const data = Buffer.concat(pieces.map((p) => p[1]));
+    await pool.call(addr[0], 'write', {
+      handle: h, version: 1, offset: 0, dataId: 'vec', data, extents: pieces.map(([o, b]) => [o, b.length]), secondaries: others(0),
+    });
+    for (const [o, b] of pieces) b.copy(want, o);
+    const end = 150 * KiB + 4096;
+    for (const a of addr) {
+      const r = await pool.call(a, 'read', { handle: h, version: 1, offset: 0, length: CHUNK });
+      expect(r.chunkLength).toBe(end);
+      expect(Buffer.from(r.data).equals(want.subarray(0, end))).toBe(true);
+    }
+    // Extents that do not add up to the data, or pass the chunk's end, are refused.
+    expect(await codeOf(pool.call(addr[0], 'write', { handle: h, version: 1, offset: 0, dataId: 'x', data: randomBytes(10), extents: [[0, 5]], secondaries: others(0) }))).toBe('EINVAL');
+    expect(await codeOf(pool.call(addr[0], 'write', { handle: h, version: 1, offset: 0, dataId: 'x', data: randomBytes(10), extents: [[CHUNK - 5, 10]], secondaries: others(0) }))).toBe('EINVAL');
+  });
+
   it('appends at offsets the primary picks until ECHUNKFULL, and pads every replica alike', async () => {
     const h = await newChunk(1);
     const record = randomBytes(200 * KiB + 1); // ≤ chunk/4

@@ -7,7 +7,7 @@
 // first await, so it applies them in the order they arrived.
 
 import { GfsError, asGfsError } from '../protocol/errors.js';
-import type { ChunkHandle, ChunkserverDataApi, Mutation, ServerAddress } from '../protocol/messages.js';
+import type { ChunkHandle, ChunkserverDataApi, Extent, Mutation, ServerAddress } from '../protocol/messages.js';
 import type { PeerPool } from '../protocol/pool.js';
 import type { Handlers } from '../protocol/rpc.js';
 import type { Logger } from '../log.js';
@@ -19,6 +19,7 @@ import {
   addressesField,
   dataField,
   dataIdField,
+  extentsField,
   handleField,
   handlesField,
   mutationField,
@@ -98,20 +99,37 @@ export class DataPath {
     const chunkSize = this.d.chunkSize();
     const offset = rangeField(req.offset, 'offset', chunkSize);
     const dataId = dataIdField(req.dataId);
+    const inline = req.data !== undefined ? dataField(req.data, chunkSize) : undefined;
+    const extents = req.extents !== undefined ? extentsField(req.extents, chunkSize) : undefined;
     const secondaries = this.peers(req.secondaries);
     return this.order.run(handle, async () => {
       this.checkPrimary(handle, version);
-      const data = this.pushed(dataId);
-      if (offset + data.length > chunkSize) {
-        throw new GfsError('EINVAL', `write of ${data.length} bytes at ${offset} passes the chunk size ${chunkSize}`);
-      }
+      const data = inline ?? this.pushed(dataId);
       const serial = ++this.serial;
-      await this.local(() => this.d.store.write(handle, offset, data));
+      await this.writePieces(handle, offset, data, extents, chunkSize);
       this.d.leases.noteMutation(handle);
       this.d.pushes.markUsed(dataId);
-      await this.forward(handle, version, serial, { op: 'write', offset, dataId }, secondaries);
+      const m: Mutation = { op: 'write', offset, dataId, ...(inline ? { data } : {}), ...(extents ? { extents } : {}) };
+      await this.forward(handle, version, serial, m, secondaries);
       return {};
     });
+  }
+
+  /** A write's bytes at offset, or its pieces at their own offsets (a vectored write). */
+  private async writePieces(handle: ChunkHandle, offset: number, data: Buffer, extents: Extent[] | undefined, chunkSize: number): Promise<void> {
+    const pieces: Extent[] = extents ?? [[offset, data.length]];
+    let total = 0;
+    for (const [off, len] of pieces) {
+      if (off + len > chunkSize) throw new GfsError('EINVAL', `write of ${len} bytes at ${off} passes the chunk size ${chunkSize}`);
+      total += len;
+    }
+    if (total !== data.length) throw new GfsError('EINVAL', `extents cover ${total} bytes, the data has ${data.length}`);
+    let at = 0;
+    for (const [off, len] of pieces) {
+      const piece = data.subarray(at, at + len);
+      await this.local(() => this.d.store.write(handle, off, piece));
+      at += len;
+    }
   }
 
   async append(req: Req<'append'>): Promise<Rep<'append'>> {
@@ -120,9 +138,10 @@ export class DataPath {
     const dataId = dataIdField(req.dataId);
     const secondaries = this.peers(req.secondaries);
     const chunkSize = this.d.chunkSize();
+    const inline = req.data !== undefined ? dataField(req.data, chunkSize) : undefined;
     return this.order.run(handle, async () => {
       const info = this.checkPrimary(handle, version);
-      const data = this.pushed(dataId);
+      const data = inline ?? this.pushed(dataId);
       const maxRecord = Math.floor(chunkSize / 4);
       if (data.length > maxRecord) throw new GfsError('EFBIG', `record of ${data.length} bytes exceeds ${maxRecord}`);
       const serial = ++this.serial;
@@ -139,7 +158,7 @@ export class DataPath {
       await this.local(() => this.d.store.write(handle, offset, data));
       this.d.leases.noteMutation(handle);
       this.d.pushes.markUsed(dataId);
-      await this.forward(handle, version, serial, { op: 'write', offset, dataId }, secondaries);
+      await this.forward(handle, version, serial, { op: 'write', offset, dataId, ...(inline ? { data } : {}) }, secondaries);
       return { offset };
     });
   }
@@ -172,11 +191,8 @@ export class DataPath {
       this.checkReplica(handle, version);
       switch (m.op) {
         case 'write': {
-          const data = this.pushed(m.dataId);
-          if (m.offset + data.length > chunkSize) {
-            throw new GfsError('EINVAL', `write of ${data.length} bytes at ${m.offset} passes the chunk size ${chunkSize}`);
-          }
-          await this.local(() => this.d.store.write(handle, m.offset, data));
+          const data = m.data ?? this.pushed(m.dataId);
+          await this.writePieces(handle, m.offset, data, m.extents, chunkSize);
           this.d.pushes.markUsed(m.dataId);
           break;
         }

@@ -17,6 +17,7 @@ import { Leases } from './leases.js';
 import { MasterLink } from './masterlink.js';
 import { PushBuffer } from './pushbuffer.js';
 import { Replicator } from './replicator.js';
+import { Scrubber } from './scrubber.js';
 import { ChunkStore } from './store.js';
 import { addressesField, handleField, reportsField, versionField } from './validate.js';
 
@@ -45,7 +46,6 @@ const PUSH_BUFFER_BYTES = 512 * 1024 * 1024;
 const PUSH_TTL_MS = 60_000;
 /** Replication reads this much per request (clipped to what fits in a frame). */
 const REPLICATION_PIECE = 4 * 1024 * 1024;
-const MAX_REPLICATIONS = 2;
 /** Room in a frame for the envelope around a read reply's data. */
 const FRAME_SLACK = 64 * 1024;
 
@@ -100,7 +100,7 @@ export async function startChunkserver(opts: ChunkserverOptions): Promise<Chunks
     chunkSize: () => chunkSize,
     self: () => address,
     pieceBytes: Math.min(REPLICATION_PIECE, maxReadBytes),
-    maxConcurrent: MAX_REPLICATIONS,
+    maxConcurrent: Math.max(1, cfg.copiesPerServer),
     onInstalled: () => void link?.heartbeatNow(),
   });
 
@@ -134,6 +134,7 @@ export async function startChunkserver(opts: ChunkserverOptions): Promise<Chunks
     leases,
     control: controlHandlers(store, leases),
     takeLoad: () => data.takeLoad(),
+    replicating: () => replicator.handles(),
     onRegistered: (reply) => {
       if (reply.chunkSize % cfg.checksumBlock !== 0) {
         log.warn(`master chunk size ${reply.chunkSize} is not a multiple of the ${cfg.checksumBlock}-byte checksum block`);
@@ -143,6 +144,7 @@ export async function startChunkserver(opts: ChunkserverOptions): Promise<Chunks
     onCommand,
   });
   store.onCorrupt = (h) => link?.reportBad(h);
+  const scrubber = new Scrubber(store, cfg.scrubIntervalMs, cfg.scrubIdleMs, log);
 
   try {
     await link.start();
@@ -153,6 +155,7 @@ export async function startChunkserver(opts: ChunkserverOptions): Promise<Chunks
     throw new GfsError('EUNAVAIL', `chunkserver ${address} cannot register with the master at ${opts.masterUrl}: ${asGfsError(e).message}`);
   }
   log.info(`chunkserver ${id} serving ${address} (${store.count} replicas in ${opts.dataDir})`);
+  scrubber.start();
 
   let stopping: Promise<void> | null = null;
   return {
@@ -164,6 +167,7 @@ export async function startChunkserver(opts: ChunkserverOptions): Promise<Chunks
         await server.close();
         pool.closeAll(); // in-flight replication reads fail now instead of timing out
         await replicator.stop();
+        await scrubber.stop();
         await release();
       })()),
   };

@@ -25,6 +25,8 @@ export interface MasterLinkOptions {
   control: Handlers<ChunkserverControlApi>;
   /** Requests served since the last call. */
   takeLoad(): number;
+  /** Chunks being copied on the master's command. */
+  replicating(): ChunkHandle[];
   /** The master's register reply (chunk size, heartbeat period). */
   onRegistered(reply: { chunkSize: number; heartbeatMs: number }): void;
   onCommand(cmd: MasterCommand): void;
@@ -159,6 +161,7 @@ export class MasterLink {
         load: this.o.takeLoad(),
         corrupt: this.o.store.corruptHandles(),
         extend,
+        replicating: this.o.replicating(),
       });
       const extended = Array.isArray(reply?.extended) ? reply.extended.filter((h) => typeof h === 'number') : [];
       this.o.leases.extend(extended, sentAt, this.o.cfg.leaseMs);

@@ -52,6 +52,11 @@ export class Replicator {
     return this.pending.size;
   }
 
+  /** Handles queued or being copied (the heartbeat tells the master, which so learns of failed ones). */
+  handles(): ChunkHandle[] {
+    return [...this.pending];
+  }
+
   /** Stop taking jobs and wait for the running ones to settle. */
   async stop(): Promise<void> {
     this.stopped = true;

@@ -44,6 +44,9 @@ interface Replica {
   /** The write of the ".bad" marker, awaited before the marker may be removed. */
   marking?: Promise<void>;
   readonly io: RwLock;
+  /** Last read or mutation (ms), and last whole-replica check by the background scan (ms). */
+  usedAt: number;
+  verifiedAt: number;
 }
 
 export interface ReplicaInfo {
@@ -277,6 +280,44 @@ export class ChunkStore {
     await this.syncDir(); // names of replicas created since (create() does not sync them)
   }
 
+  // ---- background scan (scrubber.ts) ----
+
+  /** The idle, good replica whose last whole check is oldest (never checked first). */
+  scrubCandidate(idleMs: number, now = Date.now()): ChunkHandle | undefined {
+    let best: Replica | undefined;
+    for (const r of this.replicas.values()) {
+      if (r.corrupt || r.gone || now - r.usedAt < idleMs) continue;
+      if (!best || r.verifiedAt < best.verifiedAt) best = r;
+    }
+    return best?.handle;
+  }
+
+  /**
+   * Check every block of a replica against its checksum, a piece at a time so that a writer waits
+   * for one piece at most. A mismatch quarantines the replica as a failed read would (EIO thrown).
+   * Returns the bytes checked.
+   */
+  async verifyAll(handle: ChunkHandle, pieceBytes = 1024 * 1024): Promise<number> {
+    const r = this.replicas.get(handle);
+    if (!r) return 0;
+    const B = this.blockSize;
+    const piece = Math.max(B, Math.floor(pieceBytes / B) * B);
+    let checked = 0;
+    for (let pos = 0; ; pos += piece) {
+      const more = await r.io.read(async () => {
+        if (r.gone || r.corrupt || pos >= r.length) return false;
+        const n = Math.min(piece, r.length - pos);
+        const buf = await this.readData(r, pos, n);
+        for (let at = 0; at < n; at += B) this.verify(r, (pos + at) / B, buf.subarray(at, Math.min(at + B, n)));
+        checked += n;
+        return true;
+      });
+      if (!more) break;
+    }
+    r.verifiedAt = Date.now();
+    return checked;
+  }
+
   async close(): Promise<void> {
     await this.files.closeAll();
   }
@@ -289,9 +330,11 @@ export class ChunkStore {
     return r;
   }
 
+  /** Every read and mutation checks this first; it also marks the replica busy for the background scan. */
   private usable(r: Replica): void {
     if (r.gone) throw missing(r.handle);
     if (r.corrupt) throw new GfsError('EIO', `replica of chunk ${r.handle} is corrupt`);
+    r.usedAt = Date.now();
   }
 
   private verify(r: Replica, block: number, bytes: Uint8Array): void {
@@ -430,6 +473,8 @@ export class ChunkStore {
       corrupt,
       gone: false,
       io: new RwLock(),
+      usedAt: 0,
+      verifiedAt: 0,
     };
   }
 

@@ -3,7 +3,7 @@
 // value out of range), never an exception that escapes a handler or a NaN that reaches the disk.
 
 import { GfsError } from '../protocol/errors.js';
-import type { ChunkHandle, ChunkReport, Mutation, ServerAddress } from '../protocol/messages.js';
+import type { ChunkHandle, ChunkReport, Extent, Mutation, ServerAddress } from '../protocol/messages.js';
 
 /** Longest chain or secondaries list we accept (far above any replication goal). */
 export const MAX_PEERS = 32;
@@ -70,7 +70,13 @@ export function mutationField(v: unknown, chunkSize: number): Mutation {
   const m = v as Record<string, unknown>;
   switch (m.op) {
     case 'write':
-      return { op: 'write', offset: rangeField(m.offset, 'offset', chunkSize), dataId: dataIdField(m.dataId) };
+      return {
+        op: 'write',
+        offset: rangeField(m.offset, 'offset', chunkSize),
+        dataId: dataIdField(m.dataId),
+        ...(m.data !== undefined ? { data: dataField(m.data, chunkSize) } : {}),
+        ...(m.extents !== undefined ? { extents: extentsField(m.extents, chunkSize) } : {}),
+      };
     case 'pad':
       return { op: 'pad', length: rangeField(m.length, 'length', chunkSize) };
     case 'truncate':
@@ -78,6 +84,17 @@ export function mutationField(v: unknown, chunkSize: number): Mutation {
     default:
       throw proto(`unknown mutation ${JSON.stringify(m.op)}`);
   }
+}
+
+/** Pieces of a vectored write: [offset, length] pairs, each inside the chunk. */
+export function extentsField(v: unknown, chunkSize: number): Extent[] {
+  if (!Array.isArray(v) || v.length === 0 || v.length > 1_000_000) throw proto('extents must be a non-empty list of [offset, length] pairs');
+  return v.map((p): Extent => {
+    if (!Array.isArray(p) || p.length !== 2) throw proto('extents must hold [offset, length] pairs');
+    const offset = rangeField(p[0], 'offset', chunkSize);
+    const length = rangeField(p[1], 'length', chunkSize - offset);
+    return [offset, length];
+  });
 }
 
 /** A list of [handle, version] pairs (e.g. a master's delete command). */

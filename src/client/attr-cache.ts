@@ -7,14 +7,32 @@ import type { Attr } from '../protocol/messages.js';
 
 const MAX_ENTRIES = 200_000;
 
+/** a is older than b (the master gives every change a ctime later than all before it). */
+const older = (a: Attr['ctime'], b: Attr['ctime']) => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+
 export const joinPath = (dir: string, name: string): string => (dir === '/' ? `/${name}` : `${dir}/${name}`);
 export const parentPath = (path: string): string => path.slice(0, Math.max(1, path.lastIndexOf('/')));
 
 export class AttrCache {
   private readonly byPath = new Map<string, { attr: Attr; until: number }>();
   private readonly byIno = new Map<number, Set<string>>();
+  /**
+   * The latest ctime seen per inode. A reply that was on its way while this client changed the
+   * file (a look-up racing a write's size update) carries older attributes: caching them would
+   * make the size go backwards, and the kernel then cuts its page cache and size to match.
+   */
+  private readonly newest = new Map<number, Attr['ctime']>();
 
   constructor(private readonly ttlMs: number) {}
+
+  /** Note attr's ctime; false if a newer one was seen already (attr is stale). */
+  private fresh(attr: Attr): boolean {
+    const seen = this.newest.get(attr.ino);
+    if (seen && older(attr.ctime, seen)) return false;
+    if (this.newest.size >= MAX_ENTRIES) this.newest.clear();
+    this.newest.set(attr.ino, attr.ctime);
+    return true;
+  }
 
   get(path: string): Attr | undefined {
     const e = this.byPath.get(path);
@@ -27,7 +45,7 @@ export class AttrCache {
   }
 
   set(path: string, attr: Attr): void {
-    if (this.ttlMs <= 0) return;
+    if (this.ttlMs <= 0 || !this.fresh(attr)) return;
     if (this.byPath.size >= MAX_ENTRIES) this.clear();
     const old = this.byPath.get(path);
     if (old && old.attr.ino !== attr.ino) this.unindex(path, old.attr.ino);
@@ -37,8 +55,18 @@ export class AttrCache {
     paths.add(path);
   }
 
+  /** Attributes of an inode under any cached name (fstat of an open file). */
+  getIno(ino: number): Attr | undefined {
+    for (const path of this.byIno.get(ino) ?? []) {
+      const attr = this.get(path);
+      if (attr) return attr;
+    }
+    return undefined;
+  }
+
   /** New attributes of an inode, for every cached path that names it (hard links too). */
   update(attr: Attr): void {
+    if (!this.fresh(attr)) return;
     for (const path of this.byIno.get(attr.ino) ?? []) {
       const e = this.byPath.get(path);
       if (e) e.attr = attr;

@@ -5,7 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { GfsError, asGfsError } from '../protocol/errors.js';
-import type { ChunkHandle, ChunkLocation, ServerAddress, WriteTarget } from '../protocol/messages.js';
+import type { ChunkHandle, ChunkLocation, Extent, ServerAddress, WriteTarget } from '../protocol/messages.js';
 import type { PeerPool } from '../protocol/pool.js';
 import type { GfsConfig } from '../config.js';
 import type { Logger } from '../log.js';
@@ -22,6 +22,8 @@ interface Locations {
 }
 
 const LOCATION_BATCH = 64;
+/** Writes up to this size travel inside the mutation instead of being pushed first. */
+const INLINE_MAX = 256 * 1024;
 /** Large reads go as pieces of this size, side by side and spread over the replicas. */
 const READ_PIECE = 1024 * 1024;
 
@@ -42,6 +44,12 @@ export class ChunkIo {
   /** Forget what is cached about ino's chunks (at open: close-to-open consistency). */
   forget(ino: number): void {
     this.locations.delete(ino);
+  }
+
+  /** Forget the cached write targets (leases) of ino's chunks (after a truncate dropped chunks). */
+  forgetTargets(ino: number): void {
+    this.targets.delete(`append:${ino}`);
+    for (const key of [...this.targets.keys()]) if (key.startsWith(`${ino}:`)) this.targets.delete(key);
   }
 
   // ------------------------------------------------------------------ reads
@@ -113,28 +121,38 @@ export class ChunkIo {
   // ------------------------------------------------------------------ writes
 
   /** Write data at offset (split at chunk boundaries); resolves when every replica has it. */
-  async write(ino: number, offset: number, data: Buffer, touched: Map<ChunkHandle, ServerAddress[]>): Promise<void> {
+  /**
+   * Write each extent at its file offset; resolves when every replica has all of them. The
+   * extents that fall in one chunk go as one (vectored) mutation, the chunks side by side.
+   */
+  async write(ino: number, extents: Array<{ start: number; data: Buffer }>, touched: Map<ChunkHandle, ServerAddress[]>): Promise<void> {
     const cs = this.cfg.chunkSize;
-    const pieces: Promise<void>[] = [];
-    for (let pos = 0; pos < data.length; ) {
-      const fileOff = offset + pos;
-      const index = Math.floor(fileOff / cs);
-      const inChunk = fileOff - index * cs;
-      const n = Math.min(data.length - pos, cs - inChunk);
-      pieces.push(this.writeChunk(ino, index, inChunk, data.subarray(pos, pos + n), touched));
-      pos += n;
+    const byChunk = new Map<number, Array<[offset: number, data: Buffer]>>();
+    for (const { start, data } of extents) {
+      for (let pos = 0; pos < data.length; ) {
+        const index = Math.floor((start + pos) / cs);
+        const inChunk = start + pos - index * cs;
+        const n = Math.min(data.length - pos, cs - inChunk);
+        let list = byChunk.get(index);
+        if (!list) byChunk.set(index, (list = []));
+        list.push([inChunk, data.subarray(pos, pos + n)]);
+        pos += n;
+      }
     }
-    await Promise.all(pieces);
+    await Promise.all([...byChunk].map(([index, pieces]) => this.writeChunk(ino, index, pieces, touched)));
     this.locations.delete(ino);
   }
 
-  private writeChunk(ino: number, index: number, offset: number, data: Buffer, touched: Map<ChunkHandle, ServerAddress[]>): Promise<void> {
+  private writeChunk(ino: number, index: number, pieces: Array<[offset: number, data: Buffer]>, touched: Map<ChunkHandle, ServerAddress[]>): Promise<void> {
     const key = `${ino}:${index}`;
+    const data = pieces.length === 1 ? pieces[0][1] : Buffer.concat(pieces.map((p) => p[1]));
+    const offset = pieces[0][0];
+    const extents = pieces.length === 1 ? {} : { extents: pieces.map(([off, d]): Extent => [off, d.length]) };
     return withRetry(this.cfg.clientRetryMs, writeRetryable, async () => {
       const t = await this.target(key, () => this.master.call('writeTarget', { ino, index }, writeRetryable));
       try {
-        const dataId = await this.push(t, data);
-        await this.pool.call(t.primary, 'write', { handle: t.handle, version: t.version, offset, dataId, secondaries: t.secondaries });
+        const { dataId, inline } = await this.stage(t, data);
+        await this.pool.call(t.primary, 'write', { handle: t.handle, version: t.version, offset, dataId, ...inline, ...extents, secondaries: t.secondaries });
         touched.set(t.handle, [t.primary, ...t.secondaries]);
       } catch (e) {
         this.targets.delete(key);
@@ -152,8 +170,8 @@ export class ChunkIo {
       const outcome: { offset?: number; full?: ChunkHandle } = await withRetry(this.cfg.clientRetryMs, writeRetryable, async () => {
         const t = await this.target(key, () => this.master.call('appendTarget', { ino, ...(full !== undefined ? { full } : {}) }, writeRetryable));
         try {
-          const dataId = await this.push(t, data);
-          const r = await this.pool.call(t.primary, 'append', { handle: t.handle, version: t.version, dataId, secondaries: t.secondaries });
+          const { dataId, inline } = await this.stage(t, data);
+          const r = await this.pool.call(t.primary, 'append', { handle: t.handle, version: t.version, dataId, ...inline, secondaries: t.secondaries });
           touched.set(t.handle, [t.primary, ...t.secondaries]);
           return { offset: t.index * this.cfg.chunkSize + r.offset };
         } catch (e) {
@@ -185,7 +203,11 @@ export class ChunkIo {
     this.locations.delete(ino);
   }
 
-  /** fsync the given replicas on their chunkservers. */
+  /**
+   * fsync the given replicas on their chunkservers. A replica whose server died since, or that the
+   * master moved away (ESTALE), is no longer a live replica and is skipped; each chunk must still be
+   * synced on at least one server.
+   */
   async sync(touched: Map<ChunkHandle, ServerAddress[]>): Promise<void> {
     const byServer = new Map<ServerAddress, ChunkHandle[]>();
     for (const [h, servers] of touched) {
@@ -195,7 +217,22 @@ export class ChunkIo {
         list.push(h);
       }
     }
-    await Promise.all([...byServer].map(([s, handles]) => this.pool.call(s, 'sync', { handles })));
+    const synced = new Set<ChunkHandle>();
+    let gone: GfsError | null = null;
+    await Promise.all(
+      [...byServer].map(async ([s, handles]) => {
+        try {
+          await this.pool.call(s, 'sync', { handles });
+          for (const h of handles) synced.add(h);
+        } catch (e) {
+          const err = asGfsError(e);
+          if (!isUnreachable(err) && err.code !== 'ESTALE') throw err;
+          gone = err;
+          this.log.debug(`sync on ${s} skipped: ${err.message}`);
+        }
+      }),
+    );
+    for (const h of touched.keys()) if (!synced.has(h)) throw new GfsError('EIO', `no replica of chunk ${h} could be synced: ${(gone as GfsError | null)?.message}`);
   }
 
   private async target(key: string, fetch: () => Promise<WriteTarget>): Promise<WriteTarget> {
@@ -207,10 +244,15 @@ export class ChunkIo {
     return target;
   }
 
-  /** Send data down the chain primary → secondaries; resolves when all of them hold it. */
-  private async push(t: WriteTarget, data: Buffer): Promise<string> {
+  /**
+   * Get data to the replicas for a mutation: large data is pushed down the chain primary →
+   * secondaries first (each link carries it once, as in the paper); small data rides inside the
+   * mutation itself, which saves a round trip through the whole chain.
+   */
+  private async stage(t: WriteTarget, data: Buffer): Promise<{ dataId: string; inline: { data?: Buffer } }> {
     const dataId = `${this.clientId}-${++this.seq}`;
+    if (data.length <= INLINE_MAX) return { dataId, inline: { data } };
     await this.pool.call(t.primary, 'push', { dataId, data, chain: t.secondaries });
-    return dataId;
+    return { dataId, inline: {} };
   }
 }

@@ -50,8 +50,9 @@ export class GfsClient {
     this.pool.closeAll();
   }
 
-  call<K extends keyof MasterClientApi & string>(type: K, body: MasterClientApi[K][0]): Promise<MasterClientApi[K][1]> {
-    return this.master.call(type, body);
+  /** timeoutMs: Infinity for a request that may wait as long as it takes (a lock wait). */
+  call<K extends keyof MasterClientApi & string>(type: K, body: MasterClientApi[K][0], timeoutMs?: number): Promise<MasterClientApi[K][1]> {
+    return this.master.call(type, body, undefined, timeoutMs);
   }
 
   // ------------------------------------------------------------------ namespace
@@ -60,14 +61,23 @@ export class GfsClient {
   async lookup(path: string, fresh = false): Promise<Attr> {
     let attr = fresh ? undefined : this.attrs.get(path);
     if (!attr) {
-      attr = await this.master.call('lookup', { path });
+      attr = await this.master.call('lookup', { path }).catch((e: unknown) => {
+        // Gone (removed by another client): the next look-up must not find it in the cache either.
+        if (e instanceof GfsError && e.code === 'ENOENT') this.attrs.drop(path);
+        throw e;
+      });
       this.attrs.set(path, attr);
     }
     return this.withPending(attr);
   }
 
   async getattr(ino: number): Promise<Attr> {
-    return this.withPending(await this.master.call('getattr', { ino }));
+    let attr = this.attrs.getIno(ino);
+    if (!attr) {
+      attr = await this.master.call('getattr', { ino });
+      this.attrs.update(attr);
+    }
+    return this.withPending(attr);
   }
 
   async readdir(path: string): Promise<DirEntry[]> {
@@ -86,7 +96,7 @@ export class GfsClient {
 
   async unlink(path: string): Promise<void> {
     const ino = this.attrs.get(path)?.ino;
-    await this.changed(this.master.call('unlink', { path }), [path, parentPath(path)]);
+    await this.changed(this.master.call('unlink', { path }), [path]);
     if (ino !== undefined) this.attrs.dropIno(ino); // other names of it: one link fewer
   }
 
@@ -131,6 +141,9 @@ export class GfsClient {
     this.attrs.update(attr);
     if (cut) await this.io.cut(cut, ino, cutLength);
     this.io.forget(ino);
+    // Chunks past the new end are gone at the master: a cached lease on one would let the next
+    // write land in a deleted chunk (read back as a hole).
+    this.io.forgetTargets(ino);
     return attr;
   }
 
@@ -150,7 +163,10 @@ export class GfsClient {
 
   /** A new name: its parent's attributes changed, and its own are known. */
   private async created(path: string, work: Promise<Attr>): Promise<Attr> {
-    const attr = await this.changed(work, [parentPath(path)]);
+    const attr = await work;
+    // A new directory changes its parent's link count, which find and friends rely on; a new
+    // file only its times, which may lag like any cached attribute.
+    if (attr.type === 'dir') this.attrs.drop(parentPath(path));
     this.attrs.set(path, attr);
     return attr;
   }
@@ -176,11 +192,28 @@ export class GfsClient {
     }
   }
 
+  /** Some open file of ino has writes that are not on the chunkservers (or the master) yet. */
+  hasBufferedWrites(ino: number): boolean {
+    for (const f of this.open.get(ino) ?? []) if (f.dirty) return true;
+    return false;
+  }
+
   /** Make this client's buffered writes to ino visible (before a read, stat or truncate of it). */
   async flushInode(ino: number, all: boolean): Promise<void> {
     const set = this.open.get(ino);
     if (!set) return;
     for (const f of set) if (all || f.dirty) await f.flush();
+  }
+
+  /**
+   * Forget what is cached about ino (read windows, chunk locations) and every cached attribute:
+   * another client may have changed the file, and the names next to it (sqlite's -journal), under
+   * the lock this client has just taken. NFS revalidates on lock the same way.
+   */
+  revalidate(ino: number): void {
+    this.invalidateReads(ino);
+    this.io.forget(ino);
+    this.attrs.clear();
   }
 
   invalidateReads(ino: number): void {

@@ -52,8 +52,9 @@ export class MasterLink {
     await this.get();
   }
 
-  call<K extends keyof MasterClientApi & string>(type: K, body: MasterClientApi[K][0], retry: (e: GfsError) => boolean = isUnreachable): Promise<MasterClientApi[K][1]> {
-    return withRetry(this.cfg.clientRetryMs, retry, async () => (await this.get()).call(type, body));
+  /** timeoutMs: how long one attempt may wait for its reply (a lock wait has none: pass Infinity). */
+  call<K extends keyof MasterClientApi & string>(type: K, body: MasterClientApi[K][0], retry: (e: GfsError) => boolean = isUnreachable, timeoutMs?: number): Promise<MasterClientApi[K][1]> {
+    return withRetry(this.cfg.clientRetryMs, retry, async () => (await this.get()).call(type, body, timeoutMs));
   }
 
   close(): void {

@@ -29,6 +29,8 @@ interface Window {
   start: number;
   end: number;
   data: Promise<Buffer>;
+  /** The write generation it was fetched in: a write to the file since makes it stale. */
+  gen: number;
 }
 
 const MAX_WINDOWS = 4;
@@ -47,6 +49,8 @@ export class OpenFile {
   /** Highest end written that the master may not know yet. */
   private dirtyEnd = 0;
   private windows: Window[] = [];
+  /** Bumped by every write to the file through this client (dropWindows). */
+  private gen = 0;
   private readEnd = -1;
   private readAhead = 0;
   /** Replicas written since the last fsync. */
@@ -70,16 +74,23 @@ export class OpenFile {
   }
 
   async read(pos: number, len: number): Promise<Buffer> {
+    // A window fetched from here on holds every write made before this point (flushed first); a
+    // write that comes while we wait makes it stale for later reads (not for this one: the kernel
+    // does not read pages while it writes them).
+    const gen = this.gen;
     await this.client.flushInode(this.ino, false);
     // The kernel reads ahead with several requests at once, not always in order: near enough counts.
     const sequential = this.readEnd >= 0 && Math.abs(pos - this.readEnd) <= 2 * 1024 * 1024;
     this.readEnd = Math.max(sequential ? this.readEnd : 0, pos + len);
     this.readAhead = sequential ? Math.min(Math.max(this.readAhead * 2, MIN_READ_AHEAD), this.client.cfg.readAheadBytes) : 0;
-    let w = this.windows.find((x) => pos >= x.start && pos + len <= x.end);
-    if (!w) w = this.fetch(pos, Math.max(len, this.readAhead));
+    let w = this.windows.find((x) => x.gen === this.gen && pos >= x.start && pos + len <= x.end);
+    if (!w) w = this.fetch(pos, Math.max(len, this.readAhead), gen);
     const data = await w.data;
     const full = data.length === w.end - w.start;
-    if (sequential && full && !this.windows.some((x) => x.start === w!.end)) this.fetch(w.end, Math.max(this.readAhead, w.end - w.start));
+    // Read ahead only while no write to the file waits in this client: the next window would miss it.
+    if (sequential && full && !this.client.hasBufferedWrites(this.ino) && !this.windows.some((x) => x.gen === this.gen && x.start === w!.end)) {
+      this.fetch(w.end, Math.max(this.readAhead, w.end - w.start), this.gen);
+    }
     return data.subarray(pos - w.start, Math.min(data.length, pos - w.start + len));
   }
 
@@ -116,8 +127,10 @@ export class OpenFile {
     while (this.batches.length > 0) await this.batches[0].done;
     if (this.dirtyEnd > 0) {
       const end = this.dirtyEnd;
-      this.dirtyEnd = 0;
       await this.client.extend(this.ino, end);
+      // Only now: until the master has the size, getattr must still add it (pendingEnd), or the
+      // kernel would take the old size and cut its cached pages and i_size to it.
+      if (this.dirtyEnd <= end) this.dirtyEnd = 0;
     }
     this.throwIfFailed();
   }
@@ -133,10 +146,11 @@ export class OpenFile {
 
   dropWindows(): void {
     this.windows = [];
+    this.gen++;
   }
 
-  private fetch(start: number, length: number): Window {
-    const w: Window = { start, end: start + length, data: this.client.io.read(this.ino, start, length) };
+  private fetch(start: number, length: number, gen: number): Window {
+    const w: Window = { start, end: start + length, data: this.client.io.read(this.ino, start, length), gen };
     w.data.catch(() => {
       this.windows = this.windows.filter((x) => x !== w);
     });
@@ -175,7 +189,11 @@ export class OpenFile {
     const batch: Batch = { extents: ranges, done: Promise.resolve() };
     batch.done = Promise.all(earlier.map((b) => b.done))
       .then(() =>
-        Promise.all(extents.map((e) => this.client.io.write(this.ino, e.start, e.bufs.length === 1 ? e.bufs[0] : Buffer.concat(e.bufs), this.touched))),
+        this.client.io.write(
+          this.ino,
+          extents.map((e) => ({ start: e.start, data: e.bufs.length === 1 ? e.bufs[0] : Buffer.concat(e.bufs) })),
+          this.touched,
+        ),
       )
       .then(
         () => {},

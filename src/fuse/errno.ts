@@ -24,6 +24,10 @@ const errnoOf: Record<ErrorCode, number> = {
   ENODATA: 61,
   ENOSYS: 38,
   EAGAIN: 11,
+  EINTR: 4,
+  EDEADLK: 35,
+  EOPNOTSUPP: 95,
+  ERANGE: 34,
 };
 
 /** A negative errno for libfuse, from anything thrown. */

@@ -38,6 +38,7 @@ export async function mountGfs(opts: MountOptions): Promise<RunningMount> {
     negativeTimeout: 0,
     allowOther: isRoot,
     defaultPermissions: true,
+    useIno: true, // st_ino is the master's inode number: hard links share it (git clone --local checks)
   });
   try {
     await fuse.mount();

@@ -7,6 +7,8 @@ import type { OpenFile } from '../client/open-file.js';
 import { Errno, toErrno } from './errno.js';
 import type { FuseOps, Stat, StatFs } from './native/api.js';
 import { toStat } from './stat.js';
+import { lockOps } from './lock-ops.js';
+import { xattrOps } from './xattr-ops.js';
 
 const O_EXCL = 0o200;
 const O_APPEND = 0o2000;
@@ -48,11 +50,12 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
       reply((f ? client.getattr(f.ino) : client.lookup(path)).then(toStat), cb);
     },
     readdir: (path, cb) =>
-      client.readdir(path).then(
-        (entries) => {
+      // "." and ".." need their inode numbers too (d_ino, with use_ino): usually cached look-ups.
+      Promise.all([client.readdir(path), client.lookup(path), client.lookup(path.slice(0, Math.max(1, path.lastIndexOf('/'))))]).then(
+        ([entries, self, parent]) => {
           const names = ['.', '..', ...entries.map((e) => e.name)];
           const stats: Stat[] = entries.map((e) => toStat(e.attr));
-          cb(0, names, [dirStat(), dirStat(), ...stats]);
+          cb(0, names, [toStat(self), toStat(parent), ...stats]);
         },
         (e) => cb(toErrno(e)),
       ),
@@ -105,7 +108,15 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
     truncate: (path, size, cb) => reply(client.lookup(path).then((a) => client.truncate(a.ino, size)), cb),
     ftruncate: (_path, fd, size, cb) => withFile(fd, cb, (f) => client.truncate(f.ino, size)),
     utimens: (path, atime, mtime, cb) =>
-      reply(client.setattr(path, { ...(atime ? { atime } : {}), ...(mtime ? { mtime } : {}) }), cb),
+      reply(
+        // Writes still buffered here would set mtime to "now" when they reach the master (at close):
+        // push them first, so that times set on an open file (cp -a, tar, rsync) stay as set.
+        client.lookup(path).then(async (a) => {
+          await client.flushInode(a.ino, false);
+          return client.setattr(path, { ...(atime ? { atime } : {}), ...(mtime ? { mtime } : {}) });
+        }),
+        cb,
+      ),
     chmod: (path, mode, cb) => reply(client.setattr(path, { mode: mode & 0o7777 }), cb),
     chown: (path, uid, gid, cb) =>
       reply(client.setattr(path, { ...(uid !== UNCHANGED ? { uid } : {}), ...(gid !== UNCHANGED ? { gid } : {}) }), cb),
@@ -122,11 +133,8 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
       reply(client.symlink(target, path, uid, gid), cb);
     },
     readlink: (path, cb) => reply(client.readlink(path), cb),
+    ...xattrOps(client),
+    ...lockOps(client, async (path, fd) => files.get(fd)?.ino ?? (await client.lookup(path)).ino),
   };
-
-  function dirStat(): Stat {
-    const t: [number, number] = [0, 0];
-    return { mode: 0o40755, uid: 0, gid: 0, size: 4096, nlink: 2, atime: t, mtime: t, ctime: t };
-  }
 }
 

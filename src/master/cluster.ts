@@ -1,8 +1,10 @@
 // What the master knows of its chunkservers and of where replicas are. None of it is persisted:
-// after a restart it is rebuilt from registrations and heartbeats (paper §2.6.2).
+// after a restart it is rebuilt from registrations and heartbeats (paper §2.6.2). Drain marks live
+// here too (by server id, so they survive a reconnect), and are lost with a master restart.
 
 import type { ChunkHandle, ChunkserverControlApi, ChunkserverStatus, MasterChunkserverApi, ServerAddress } from '../protocol/messages.js';
 import type { Peer } from '../protocol/rpc.js';
+import { nearness } from './nearness.js';
 
 export type ChunkserverPeer = Peer<ChunkserverControlApi, MasterChunkserverApi>;
 
@@ -11,6 +13,12 @@ export interface Chunkserver {
   address: ServerAddress;
   peer: ChunkserverPeer;
   alive: boolean;
+  /**
+   * Bumped each time the server is found dead or registers anew. A lease remembers the epochs of
+   * its replicas: a replica whose server went away meanwhile may have missed mutations even if it
+   * is back now, so the chunk's version must move on without it.
+   */
+  epoch: number;
   lastHeartbeat: number;
   freeBytes: number;
   usedBytes: number;
@@ -19,12 +27,27 @@ export interface Chunkserver {
   chunks: Set<ChunkHandle>;
 }
 
+/** Chunks placed on or copied to a server but not reported yet, and chunks about to leave it. */
+export interface Pending {
+  incoming(serverId: string): number;
+  outgoing(serverId: string): number;
+}
+
+const noPending: Pending = { incoming: () => 0, outgoing: () => 0 };
+
 export class Cluster {
   readonly servers = new Map<string, Chunkserver>();
   /** handle → ids of live servers holding the current version. */
   readonly locations = new Map<ChunkHandle, Set<string>>();
+  /** Ids of servers being drained: they take no new replicas and their replicas do not count. */
+  readonly draining = new Set<string>();
+  pending: Pending = noPending;
 
-  constructor(private readonly deadAfterMs: number) {}
+  constructor(
+    private readonly deadAfterMs: number,
+    /** A server needs this much free space to take a new replica (a replica may grow to a chunk). */
+    private readonly minFreeBytes = 0,
+  ) {}
 
   alive(): Chunkserver[] {
     return [...this.servers.values()].filter((s) => s.alive);
@@ -35,8 +58,15 @@ export class Cluster {
     return undefined;
   }
 
-  /** Live servers holding the current version of handle, least loaded first. */
-  replicasOf(handle: ChunkHandle): Chunkserver[] {
+  isDraining(s: Chunkserver): boolean {
+    return this.draining.has(s.id);
+  }
+
+  /**
+   * Live servers holding the current version of handle: nearest to `near` (a client's host) first,
+   * then least loaded, servers being drained last.
+   */
+  replicasOf(handle: ChunkHandle, near?: string): Chunkserver[] {
     const ids = this.locations.get(handle);
     if (!ids) return [];
     const out: Chunkserver[] = [];
@@ -44,7 +74,13 @@ export class Cluster {
       const s = this.servers.get(id);
       if (s?.alive) out.push(s);
     }
-    return out.sort((a, b) => a.load - b.load);
+    const dist = (s: Chunkserver) => (near === undefined ? 0 : nearness(s.address, near));
+    return out.sort((a, b) => Number(this.isDraining(a)) - Number(this.isDraining(b)) || dist(a) - dist(b) || a.load - b.load);
+  }
+
+  /** Live replicas that count towards the replication goal (those on draining servers do not). */
+  countedReplicasOf(handle: ChunkHandle): Chunkserver[] {
+    return this.replicasOf(handle).filter((s) => !this.isDraining(s));
   }
 
   addReplica(handle: ChunkHandle, server: Chunkserver): void {
@@ -69,6 +105,7 @@ export class Cluster {
   /** A server is dead: its replicas no longer count. */
   markDead(server: Chunkserver): void {
     server.alive = false;
+    server.epoch++;
     for (const h of server.chunks) {
       const ids = this.locations.get(h);
       ids?.delete(server.id);
@@ -89,21 +126,43 @@ export class Cluster {
     return dead;
   }
 
+  /** Replicas a server will hold once the copies to it land and the moves off it are done. */
+  expectedChunks(s: Chunkserver): number {
+    return s.chunks.size + this.pending.incoming(s.id) - this.pending.outgoing(s.id);
+  }
+
+  /** Servers that may take a new replica: alive, not draining, with room for a whole chunk. */
+  eligible(exclude: Set<string> = new Set()): Chunkserver[] {
+    return this.alive().filter((s) => !exclude.has(s.id) && !this.isDraining(s) && s.freeBytes > this.minFreeBytes);
+  }
+
   /**
-   * Where a new replica should go: live servers not in `exclude`, most free space first, then
-   * fewest chunks (the seeds' placement by free space and chunk count).
+   * Where new replicas should go (the seeds' placement by free space, chunk count and nearness):
+   * servers with the fewest chunks (counting copies on their way) first, then the least full disk,
+   * then the nearest to `near` (the host a copy will come from).
    */
-  pickTargets(count: number, exclude: Set<string> = new Set()): Chunkserver[] {
-    return this.alive()
-      .filter((s) => !exclude.has(s.id) && s.freeBytes > 0)
-      .sort((a, b) => b.freeBytes - a.freeBytes || a.chunks.size - b.chunks.size)
-      .slice(0, count);
+  pickTargets(count: number, exclude: Set<string> = new Set(), near?: string): Chunkserver[] {
+    const dist = (s: Chunkserver) => (near === undefined ? 0 : nearness(s.address, near));
+    return this.eligible(exclude)
+      .map((s) => ({ s, n: this.expectedChunks(s), u: utilisation(s), d: dist(s) }))
+      .sort((a, b) => a.n - b.n || a.u - b.u || a.d - b.d)
+      .slice(0, count)
+      .map((x) => x.s);
   }
 
   status(now: number): ChunkserverStatus[] {
     return [...this.servers.values()].map((s) => ({
-      id: s.id, address: s.address, alive: s.alive, freeBytes: s.freeBytes, usedBytes: s.usedBytes,
+      id: s.id, address: s.address, alive: s.alive, draining: this.isDraining(s), freeBytes: s.freeBytes, usedBytes: s.usedBytes,
       chunks: s.chunks.size, load: s.load, lastHeartbeatMsAgo: now - s.lastHeartbeat,
     }));
   }
+}
+
+/**
+ * Used share of the disk: ranks servers the same way whether each has a disk of its own or they
+ * share one (then free space is the same for all and only the used bytes differ).
+ */
+function utilisation(s: Chunkserver): number {
+  const total = s.usedBytes + s.freeBytes;
+  return total > 0 ? s.usedBytes / total : 1;
 }

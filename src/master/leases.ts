@@ -2,6 +2,12 @@
 // before any replica hears of it), so a replica that misses the grant is stale from then on.
 // The master never grants while an earlier lease may still run: not before it expires, and after
 // a restart (when it has forgotten its leases) not before one whole lease period has passed.
+//
+// A lease remembers which replicas took it (and the epoch of their servers). If one of them is
+// lost while the lease runs, it may miss the next mutations yet come back at the same version; so
+// the master moves the version on at once, granting the lease again to the same primary (never a
+// second one) with the replicas that are left. A replica that did not take a grant is distrusted
+// at that version even if it applies it later.
 
 import { GfsError } from '../protocol/errors.js';
 import type { ChunkHandle, WriteTarget } from '../protocol/messages.js';
@@ -13,11 +19,15 @@ import type { Logger } from '../log.js';
 interface Lease {
   primary: string;
   expiresAt: number;
+  /** Server id → its epoch when it took the grant. */
+  holders: Map<string, number>;
 }
 
 export class Leases {
   private readonly leases = new Map<ChunkHandle, Lease>();
   private readonly granting = new Map<ChunkHandle, Promise<WriteTarget>>();
+  /** handle → server id → the version that server failed to take: its replica at or below it is stale. */
+  private readonly missed = new Map<ChunkHandle, Map<string, number>>();
   private readonly noGrantBefore: number;
 
   constructor(
@@ -38,17 +48,50 @@ export class Leases {
     if (lease && lease.expiresAt > now) {
       const primary = this.cluster.servers.get(lease.primary);
       const replicas = this.cluster.replicasOf(handle);
-      if (primary?.alive && replicas.includes(primary)) {
-        return Promise.resolve(this.describe(handle, index, primary, replicas, lease.expiresAt - now));
+      if (primary?.alive && replicas.includes(primary) && primary.epoch === lease.holders.get(primary.id)) {
+        const holders = replicas.filter((s) => lease.holders.get(s.id) === s.epoch);
+        if (holders.length === lease.holders.size) {
+          return Promise.resolve(this.describe(handle, index, primary, holders, lease.expiresAt - now));
+        }
+        // A replica went away under the lease: same primary, new version, without it.
+        return this.once(handle, () => this.grant(handle, index, primary));
       }
       throw new GfsError('ESTALE', `chunk ${handle}: its primary is gone; a new lease in ${Math.ceil((lease.expiresAt - now) / 1000)} s`);
     }
-    let p = this.granting.get(handle);
-    if (!p) {
-      p = this.grant(handle, index).finally(() => this.granting.delete(handle));
-      this.granting.set(handle, p);
-    }
-    return p;
+    return this.once(handle, () => this.grant(handle, index));
+  }
+
+  /**
+   * Whether a primary may be mutating the chunk now (as far as this master can know): then a copy
+   * of it could miss writes, so re-replication and moves wait.
+   */
+  active(handle: ChunkHandle): boolean {
+    const now = Date.now();
+    if (now < this.noGrantBefore && (this.ns.versions.get(handle) ?? 0) > 0) return true;
+    const lease = this.leases.get(handle);
+    return (lease !== undefined && lease.expiresAt > now) || this.granting.has(handle);
+  }
+
+  /** A server's replica at this version missed a grant: it must not be taken as current. */
+  missedGrant(handle: ChunkHandle, serverId: string, version: number): boolean {
+    const v = this.missed.get(handle)?.get(serverId);
+    return v !== undefined && version <= v;
+  }
+
+  distrustedOn(serverId: string): ChunkHandle[] {
+    const out: ChunkHandle[] = [];
+    for (const [h, m] of this.missed) if (m.has(serverId)) out.push(h);
+    return out;
+  }
+
+  distrustedFor(handle: ChunkHandle): string[] {
+    return [...(this.missed.get(handle)?.keys() ?? [])];
+  }
+
+  /** The server holds no replica of handle any more: nothing left to distrust. */
+  forgetMissed(handle: ChunkHandle, serverId: string): void {
+    const m = this.missed.get(handle);
+    if (m?.delete(serverId) && m.size === 0) this.missed.delete(handle);
   }
 
   /** Heartbeat: a primary asks to keep leases on chunks it is mutating. */
@@ -69,17 +112,32 @@ export class Leases {
   sweep(): void {
     const now = Date.now();
     for (const [h, l] of this.leases) if (l.expiresAt <= now || !this.ns.versions.has(h)) this.leases.delete(h);
+    for (const h of this.missed.keys()) if (!this.ns.versions.has(h)) this.missed.delete(h);
   }
 
-  private async grant(handle: ChunkHandle, index: number): Promise<WriteTarget> {
+  private once(handle: ChunkHandle, grant: () => Promise<WriteTarget>): Promise<WriteTarget> {
+    let p = this.granting.get(handle);
+    if (!p) {
+      p = grant().finally(() => this.granting.delete(handle));
+      this.granting.set(handle, p);
+    }
+    return p;
+  }
+
+  /** A new lease (version + 1); to `keep` when it already holds the running one. */
+  private async grant(handle: ChunkHandle, index: number, keep?: Chunkserver): Promise<WriteTarget> {
     const version = this.ns.versions.get(handle);
     if (version === undefined) throw new GfsError('ESTALE', `chunk ${handle} no longer exists`);
     const fresh = version === 0; // never placed: no replica and no lease can exist anywhere
-    if (!fresh && Date.now() < this.noGrantBefore) {
+    if (!fresh && !keep && Date.now() < this.noGrantBefore) {
       const s = Math.ceil((this.noGrantBefore - Date.now()) / 1000);
       throw new GfsError('ESTALE', `the master restarted: it grants leases again in ${s} s`);
     }
-    const replicas = fresh ? this.cluster.pickTargets(this.cfg.replication) : this.cluster.replicasOf(handle);
+    let replicas = fresh ? this.cluster.pickTargets(this.cfg.replication) : this.cluster.replicasOf(handle);
+    if (keep) {
+      const held = this.leases.get(handle)?.holders;
+      replicas = [keep, ...replicas.filter((s) => s !== keep && held?.get(s.id) === s.epoch)];
+    }
     if (replicas.length === 0) {
       throw new GfsError(fresh ? 'EUNAVAIL' : 'EIO', fresh ? 'no live chunkserver has room for a new chunk' : `no live replica of chunk ${handle}`);
     }
@@ -88,6 +146,8 @@ export class Leases {
     this.ns.apply(op);
     await this.commit(op);
     const [primary] = replicas;
+    if (keep) this.log.info(`chunk ${handle}: a replica was lost under the lease; v${next} with ${replicas.map((s) => s.address).join(', ')}`);
+    const epochs = new Map(replicas.map((s) => [s.id, s.epoch]));
     const results = await Promise.allSettled(
       replicas.map((s) =>
         s.peer.call('setVersion', { handle, version: next, create: fresh, ...(s === primary ? { leaseMs: this.cfg.leaseMs } : {}) }),
@@ -96,19 +156,24 @@ export class Leases {
     const holders: Chunkserver[] = [];
     results.forEach((r, i) => {
       const s = replicas[i];
-      if (r.status === 'fulfilled') {
+      if (r.status === 'fulfilled' && s.alive && s.epoch === epochs.get(s.id)) {
         holders.push(s);
         if (fresh) this.cluster.addReplica(handle, s);
       } else {
-        this.log.warn(`setVersion ${handle} v${next} on ${s.address} failed: ${(r.reason as Error).message}`);
+        const why = r.status === 'rejected' ? (r.reason as Error).message : 'its server went away meanwhile';
+        this.log.warn(`setVersion ${handle} v${next} on ${s.address} failed: ${why}`);
         this.cluster.removeReplica(handle, s);
+        // It may still apply the version late, without the mutations that follow: distrust it.
+        let m = this.missed.get(handle);
+        if (!m) this.missed.set(handle, (m = new Map()));
+        m.set(s.id, next);
       }
     });
     if (!holders.includes(primary)) throw new GfsError('EUNAVAIL', `chunk ${handle}: primary ${primary.address} did not take the lease`);
     // Measured from now, after the primary answered: the primary's own clock started earlier, so
     // its lease always ends before the master's view of it.
     const expiresAt = Date.now() + this.cfg.leaseMs;
-    this.leases.set(handle, { primary: primary.id, expiresAt });
+    this.leases.set(handle, { primary: primary.id, expiresAt, holders: new Map(holders.map((s) => [s.id, s.epoch])) });
     return this.describe(handle, index, primary, holders, this.cfg.leaseMs);
   }
 

@@ -34,7 +34,12 @@ export interface Inode {
   children?: Map<string, number>;
   /** Directories: the parent's ino (for rename loops and nlink). */
   parent?: number;
+  /** Extended attributes, name → value (absent while there are none). */
+  xattrs?: Record<string, Buffer>;
 }
+
+/** Bytes of extended attributes (names and values) one inode may hold. */
+export const XATTR_MAX_BYTES = 256 * 1024;
 
 /** A snapshot of the whole state, as the checkpoint stores it. */
 export interface NamespaceImage {
@@ -42,6 +47,15 @@ export interface NamespaceImage {
   nextIno: number;
   nextHandle: number;
   versions: Array<[ChunkHandle, number]>;
+  trash?: Array<[number, Trashed]>;
+}
+
+/** A file whose last name is gone: kept whole (inode, chunks) until purged after the grace period. */
+export interface Trashed {
+  /** Where its last name was. */
+  path: string;
+  /** When (ms since the epoch, from the op's time, so replay agrees). */
+  deletedAt: number;
 }
 
 export function splitPath(path: string): string[] {
@@ -58,6 +72,8 @@ export class Namespace {
   readonly inodes = new Map<number, Inode>();
   /** Current version of every live chunk. A handle not here is garbage. */
   readonly versions = new Map<ChunkHandle, number>();
+  /** Deleted files by inode (see Trashed); gfs undelete brings one back, a purge op ends it. */
+  readonly trash = new Map<number, Trashed>();
   nextIno = ROOT_INO + 1;
   nextHandle = 1;
 
@@ -106,7 +122,7 @@ export class Namespace {
   }
 
   get fileCount(): number {
-    return this.inodes.size;
+    return this.inodes.size - this.trash.size;
   }
 
   // ------------------------------------------------------------------ the state machine
@@ -158,12 +174,44 @@ export class Namespace {
         if (op.handle >= this.nextHandle) this.nextHandle = op.handle + 1;
         return node;
       }
+      case 'undelete': return this.undelete(op.ino, op.path, op.time);
+      case 'purge': {
+        const node = this.get(op.ino);
+        if (!this.trash.delete(op.ino)) throw new GfsError('ENOENT', `inode ${op.ino} is not in the trash`);
+        for (const h of node.chunks ?? []) if (h) this.versions.delete(h); // replicas go at the next heartbeats
+        this.inodes.delete(op.ino);
+        return undefined;
+      }
       case 'version': {
         if (!this.versions.has(op.handle)) throw new GfsError('ENOENT', `no chunk ${op.handle}`);
         this.versions.set(op.handle, op.version);
         return undefined;
       }
+      case 'setxattr': return this.setXattr(op.ino, op.name, op.value, op.only, op.time);
+      case 'removexattr': {
+        const node = this.get(op.ino);
+        if (!node.xattrs || !Object.hasOwn(node.xattrs, op.name)) throw new GfsError('ENODATA', `no attribute ${op.name}`);
+        delete node.xattrs[op.name];
+        if (Object.keys(node.xattrs).length === 0) delete node.xattrs;
+        node.ctime = op.time;
+        return node;
+      }
     }
+  }
+
+  private setXattr(ino: number, name: string, value: Buffer, only: 'create' | 'replace' | undefined, time: Timespec): Inode {
+    const node = this.get(ino);
+    const xattrs = node.xattrs ?? {};
+    const exists = Object.hasOwn(xattrs, name);
+    if (only === 'create' && exists) throw new GfsError('EEXIST', `attribute ${name} exists`);
+    if (only === 'replace' && !exists) throw new GfsError('ENODATA', `no attribute ${name}`);
+    let bytes = Buffer.byteLength(name) + value.length;
+    for (const [n, v] of Object.entries(xattrs)) if (n !== name) bytes += Buffer.byteLength(n) + v.length;
+    if (bytes > XATTR_MAX_BYTES) throw new GfsError('ENOSPC', `extended attributes of inode ${ino} over ${XATTR_MAX_BYTES} bytes`);
+    xattrs[name] = value;
+    node.xattrs = xattrs;
+    node.ctime = time;
+    return node;
   }
 
   private file(ino: number): Inode {
@@ -211,18 +259,32 @@ export class Namespace {
     if (node.type === 'dir') throw new GfsError('EISDIR', `is a directory: ${path}`);
     dir.children!.delete(name);
     dir.mtime = dir.ctime = time;
-    this.dropLink(node, time);
+    this.dropLink(node, time, path);
     return node;
   }
 
-  private dropLink(node: Inode, time: Timespec): void {
+  private dropLink(node: Inode, time: Timespec, path: string): void {
     node.nlink--;
     node.ctime = time;
     if (node.nlink > 0) return;
-    // Last name gone: the inode and its chunks go; chunkservers delete the replicas when their
-    // next heartbeat reports handles the master no longer knows (lazy garbage collection).
-    for (const h of node.chunks ?? []) if (h) this.versions.delete(h);
-    this.inodes.delete(node.ino);
+    // Last name gone: a file goes to the trash whole (open handles keep working, gfs undelete can
+    // bring it back); a purge op after the grace period drops it and its chunks, and chunkservers
+    // delete the replicas when their next heartbeat reports handles the master no longer knows.
+    if (node.type === 'file') this.trash.set(node.ino, { path, deletedAt: time[0] * 1000 + Math.floor(time[1] / 1e6) });
+    else this.inodes.delete(node.ino);
+  }
+
+  private undelete(ino: number, path: string, time: Timespec): Inode {
+    const node = this.get(ino);
+    if (!this.trash.has(ino)) throw new GfsError('ENOENT', `inode ${ino} is not in the trash`);
+    const { dir, name } = this.parentOf(path);
+    if (dir.children!.has(name)) throw new GfsError('EEXIST', `file exists: ${path}`);
+    this.trash.delete(ino);
+    dir.children!.set(name, ino);
+    dir.mtime = dir.ctime = time;
+    node.nlink = 1;
+    node.ctime = time;
+    return node;
   }
 
   private rmdir(path: string, time: Timespec): Inode {
@@ -263,7 +325,7 @@ export class Namespace {
         this.inodes.delete(existing);
       } else {
         if (node.type === 'dir') throw new GfsError('ENOTDIR', `not a directory: ${to}`);
-        this.dropLink(victim, time);
+        this.dropLink(victim, time, to);
       }
     }
     // One step: the entry leaves src and appears in dst, so no one ever sees both or neither.
@@ -288,7 +350,7 @@ export class Namespace {
       const { children, ...rest } = n;
       inodes.push(children ? { ...rest, children: [...children] } : rest);
     }
-    return { inodes, nextIno: this.nextIno, nextHandle: this.nextHandle, versions: [...this.versions] };
+    return { inodes, nextIno: this.nextIno, nextHandle: this.nextHandle, versions: [...this.versions], trash: [...this.trash] };
   }
 
   static fromImage(img: NamespaceImage): Namespace {
@@ -301,6 +363,7 @@ export class Namespace {
     ns.nextIno = img.nextIno;
     ns.nextHandle = img.nextHandle;
     for (const [h, v] of img.versions) ns.versions.set(h, v);
+    for (const [ino, t] of img.trash ?? []) ns.trash.set(ino, t);
     return ns;
   }
 }

@@ -18,9 +18,28 @@ export type NsOp =
   /** A new chunk at index of file ino, version 0 (not placed yet). */
   | { t: 'addChunk'; ino: number; index: number; handle: ChunkHandle }
   /** A chunk's version moved on (a lease was granted): replicas below it are stale. */
-  | { t: 'version'; handle: ChunkHandle; version: number };
+  | { t: 'version'; handle: ChunkHandle; version: number }
+  /** A file in the trash gets a name again (the path's directory must exist, the name must not). */
+  | { t: 'undelete'; ino: number; path: string; time: Timespec }
+  /** A file's grace period in the trash is over: it and its chunks are gone. */
+  | { t: 'purge'; ino: number }
+  | { t: 'setxattr'; ino: number; name: string; value: Buffer; only?: 'create' | 'replace'; time: Timespec }
+  | { t: 'removexattr'; ino: number; name: string; time: Timespec };
 
+let lastNs = 0n;
+
+/**
+ * The time for a change, with microseconds, and later than every time handed out before by this
+ * process (by 1 ns at least): two changes never share an mtime, so make and caches that compare
+ * mtimes always see that a file changed, even twice within one tick of the clock.
+ */
 export function nowTimespec(): Timespec {
-  const ms = Date.now();
-  return [Math.floor(ms / 1000), (ms % 1000) * 1_000_000];
+  let ns = BigInt(Math.floor((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
+  const wall = BigInt(Date.now()) * 1_000_000n;
+  // performance.now() is monotonic but drifts from the wall clock over days: never run ahead of it
+  // by more than a millisecond, nor behind it.
+  if (ns > wall + 1_000_000n || ns < wall) ns = wall;
+  if (ns <= lastNs) ns = lastNs + 1n;
+  lastNs = ns;
+  return [Number(ns / 1_000_000_000n), Number(ns % 1_000_000_000n)];
 }

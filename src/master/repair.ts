@@ -1,51 +1,118 @@
 // Background repair: the master compares what chunkservers report with what should be, and hands
-// out instructions in heartbeat replies — delete garbage, stale and surplus replicas; copy chunks
-// that have fewer live replicas than the goal (fewest first, a bounded number at a time).
+// out instructions in heartbeat replies — delete garbage, stale, corrupt and surplus replicas; copy
+// chunks that have fewer counted replicas than the goal (fewest first, a bounded number at a time,
+// each from the source nearest the target); and, when nothing needs repair, move replicas from
+// the fullest servers to the emptiest (rebalance.ts) and off servers being drained.
+//
+// A chunk is never copied while a lease on it may run: a primary could mutate it under the copy
+// and the new replica, at the same version, would silently miss the write. Leases are short and
+// a copy waits at most one; a grant that happens during a copy bumps the version, so the copy
+// arrives stale and is deleted.
 
 import type { ChunkHandle, ChunkReport, MasterCommand } from '../protocol/messages.js';
-import type { Cluster, Chunkserver } from './cluster.js';
+import type { Cluster, Chunkserver, Pending } from './cluster.js';
 import type { Namespace } from './namespace.js';
 import type { Logger } from '../log.js';
+import { nearestFirst } from './nearness.js';
+import { planMoves } from './rebalance.js';
 
 interface Copy {
   target: string;
+  /** When it was scheduled, or last seen in progress on the target. */
   startedAt: number;
+  /** Its command went out in a heartbeat reply: from then on the target lists it while it works. */
+  delivered: boolean;
+  /** A move (rebalance or drain): the server whose replica becomes surplus once this lands. */
+  from?: string;
 }
 
-export class Repair {
+/** What repair needs to know of leases. */
+export interface LeaseView {
+  active(handle: ChunkHandle): boolean;
+  missedGrant(handle: ChunkHandle, serverId: string, version: number): boolean;
+  forgetMissed(handle: ChunkHandle, serverId: string): void;
+  /** Chunks whose replica on this server missed a grant. */
+  distrustedOn(serverId: string): ChunkHandle[];
+  /** Servers whose replica of this chunk missed a grant. */
+  distrustedFor(handle: ChunkHandle): string[];
+}
+
+export interface RepairConfig {
+  replication: number;
+  rpcTimeoutMs: number;
+  /** Copies one chunkserver receives at a time (and, times the servers, the cluster's cap). */
+  copiesPerServer: number;
+}
+
+export class Repair implements Pending {
   private readonly queued = new Map<string, MasterCommand[]>();
   private readonly copies = new Map<ChunkHandle, Copy>();
   /** Replicas found corrupt: handle → ids of servers holding a bad copy. */
   private readonly corrupt = new Map<ChunkHandle, Set<string>>();
+  /** Moves that landed: handle → the server whose replica is now surplus. */
+  private readonly leaving = new Map<ChunkHandle, string>();
 
   constructor(
     private readonly ns: Namespace,
     private readonly cluster: Cluster,
-    private readonly cfg: { replication: number; rpcTimeoutMs: number; maxCopies: number },
+    private readonly leases: LeaseView,
+    private readonly cfg: RepairConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    cluster.pending = this;
+  }
 
-  /** Reconcile one server's full chunk report (registration or heartbeat) with the namespace. */
-  report(server: Chunkserver, chunks: ChunkReport[], corrupt: ChunkHandle[]): void {
+  /**
+   * Reconcile one server's full chunk report (registration or heartbeat) with the namespace.
+   * replicating: the copies it is working on (absent: unknown, e.g. at registration).
+   */
+  report(server: Chunkserver, chunks: ChunkReport[], corrupt: ChunkHandle[], replicating?: ChunkHandle[]): void {
     const remove: ChunkReport[] = [];
     const current = new Set<ChunkHandle>();
+    const reported = new Set<ChunkHandle>();
+    let stale = 0;
     for (const [handle, version] of chunks) {
+      reported.add(handle);
       const want = this.ns.versions.get(handle);
       if (want === undefined) remove.push([handle, version]); // garbage: no file has it any more
-      else if (version < want) remove.push([handle, version]); // stale: missed a lease grant
-      else current.add(handle); // (a version above ours cannot be: every bump is logged first)
+      else if (version < want || this.leases.missedGrant(handle, server.id, version)) {
+        remove.push([handle, version]); // stale: missed a lease grant (never served: reads name the version)
+        stale++;
+      } else current.add(handle); // (a version above ours cannot be: every bump is logged first)
     }
     for (const h of server.chunks) if (!current.has(h)) this.cluster.removeReplica(h, server);
     for (const h of current) {
       this.cluster.addReplica(h, server);
-      if (this.copies.get(h)?.target === server.id) this.copies.delete(h);
+      // The server itself says this replica is good: a fresh copy replaced the bad one there.
+      this.corrupt.get(h)?.delete(server.id);
+      if (this.corrupt.get(h)?.size === 0) this.corrupt.delete(h);
+      const c = this.copies.get(h);
+      if (c?.target === server.id) {
+        this.copies.delete(h);
+        if (c.from !== undefined) this.leaving.set(h, c.from);
+      }
     }
-    for (const h of corrupt) this.markCorrupt(h, server);
+    for (const h of corrupt) {
+      reported.add(h);
+      this.markCorrupt(h, server);
+    }
+    if (replicating) {
+      const working = new Set(replicating);
+      for (const [h, c] of this.copies) {
+        if (c.target !== server.id || !c.delivered || current.has(h)) continue;
+        if (working.has(h)) c.startedAt = Date.now();
+        else this.copies.delete(h); // it failed there (the target logged why): schedule it again
+      }
+    }
+    for (const [h] of remove) if (!this.ns.versions.has(h)) this.leases.forgetMissed(h, server.id);
+    for (const h of this.leases.distrustedOn(server.id)) if (!reported.has(h)) this.leases.forgetMissed(h, server.id);
+    if (stale > 0) this.log.info(`${server.address} holds ${stale} stale replica(s) (older version): deleting them`);
     if (remove.length) this.queue(server.id, { op: 'delete', chunks: remove });
   }
 
   /** A replica a reader found bad: it no longer counts, and is deleted once replaced. */
   markCorrupt(handle: ChunkHandle, server: Chunkserver): void {
+    if (!this.ns.versions.has(handle)) return;
     if (!this.corrupt.get(handle)?.has(server.id)) this.log.warn(`corrupt replica of chunk ${handle} on ${server.address}: not served, to be replaced`);
     let ids = this.corrupt.get(handle);
     if (!ids) this.corrupt.set(handle, (ids = new Set()));
@@ -57,42 +124,130 @@ export class Repair {
   take(serverId: string): MasterCommand[] {
     const cmds = this.queued.get(serverId) ?? [];
     this.queued.delete(serverId);
+    for (const c of this.copies.values()) if (c.target === serverId) c.delivered = true;
     return cmds;
   }
 
-  /** One pass: schedule copies for under-replicated chunks, deletes for bad and surplus ones. */
+  /** One pass: copies for under-replicated chunks, deletes for bad and surplus ones, then moves. */
   tick(now: number): void {
+    const copyTimeout = 4 * this.cfg.rpcTimeoutMs;
     for (const [h, c] of this.copies) {
-      if (now - c.startedAt > this.cfg.rpcTimeoutMs * 2 || !this.cluster.servers.get(c.target)?.alive) this.copies.delete(h);
+      if (now - c.startedAt > copyTimeout || !this.cluster.servers.get(c.target)?.alive || !this.ns.versions.has(h)) this.copies.delete(h);
     }
+    for (const id of this.queued.keys()) if (!this.cluster.servers.get(id)?.alive) this.queued.delete(id);
+    for (const h of this.leaving.keys()) if (!this.ns.versions.has(h)) this.leaving.delete(h);
+    for (const h of this.corrupt.keys()) if (!this.ns.versions.has(h)) this.corrupt.delete(h);
+
     const needy: Array<[ChunkHandle, number]> = [];
     for (const [handle, version] of this.ns.versions) {
       if (version === 0) continue;
-      const live = this.cluster.replicasOf(handle);
-      if (live.length < this.cfg.replication && live.length > 0 && !this.copies.has(handle)) needy.push([handle, live.length]);
-      else if (live.length >= this.cfg.replication) this.dropBadCopies(handle);
+      const counted = this.cluster.countedReplicasOf(handle).length;
+      if (counted < this.cfg.replication) {
+        if (this.cluster.replicasOf(handle).length > 0 && !this.copies.has(handle) && !this.leases.active(handle)) needy.push([handle, counted]);
+      } else {
+        this.dropBadCopies(handle);
+        if (!this.copies.has(handle) && !this.leases.active(handle)) this.dropSurplus(handle);
+      }
     }
-    needy.sort((a, b) => a[1] - b[1]); // fewest live replicas first
+    needy.sort((a, b) => a[1] - b[1]); // fewest counted replicas first
     for (const [handle] of needy) {
-      if (this.copies.size >= this.cfg.maxCopies) break;
-      const holders = this.cluster.replicasOf(handle);
-      const exclude = new Set(holders.map((s) => s.id));
-      for (const id of this.corrupt.get(handle) ?? []) exclude.add(id);
-      const [target] = this.cluster.pickTargets(1, exclude);
-      if (!target) continue;
-      this.copies.set(handle, { target: target.id, startedAt: now });
-      this.queue(target.id, { op: 'replicate', handle, version: this.ns.versions.get(handle)!, from: holders.map((s) => s.address) });
-      this.log.info(`re-replicating chunk ${handle} (${holders.length} live) to ${target.address}`);
+      if (this.copies.size >= this.cap()) break;
+      // Only short because a replica sits on a server being drained: a move off that server.
+      const drained = this.cluster.replicasOf(handle).find((s) => this.cluster.isDraining(s));
+      this.scheduleCopy(handle, now, undefined, drained);
     }
-    for (const h of this.corrupt.keys()) if (!this.ns.versions.has(h)) this.corrupt.delete(h);
+    if (needy.length === 0 && this.corrupt.size === 0) {
+      const room = (s: Chunkserver) => this.cfg.copiesPerServer - this.incoming(s.id);
+      for (const m of planMoves(this.cluster, this.cfg.replication, this.cap() - this.copies.size, room, this.movable)) {
+        this.scheduleCopy(m.handle, now, m.to, m.from);
+      }
+    }
   }
 
+  // ---- what status shows ----
+
   get inFlight(): number {
-    return this.copies.size;
+    let n = 0;
+    for (const c of this.copies.values()) if (c.from === undefined) n++;
+    return n;
+  }
+
+  get movesInFlight(): number {
+    return this.copies.size - this.inFlight;
   }
 
   get corruptCount(): number {
-    return this.corrupt.size;
+    let n = 0;
+    for (const ids of this.corrupt.values()) n += ids.size;
+    return n;
+  }
+
+  /** Chunks below their goal, and chunks with no live replica at all (version 0 ones are not placed yet). */
+  counts(): { underReplicated: number; lost: number } {
+    let under = 0;
+    let lost = 0;
+    for (const [h, v] of this.ns.versions) {
+      if (v === 0) continue;
+      if (this.cluster.countedReplicasOf(h).length < this.cfg.replication) under++;
+      if (this.cluster.replicasOf(h).length === 0) lost++;
+    }
+    return { underReplicated: under, lost };
+  }
+
+  // ---- Pending (for placement) ----
+
+  incoming(serverId: string): number {
+    let n = 0;
+    for (const c of this.copies.values()) if (c.target === serverId) n++;
+    return n;
+  }
+
+  outgoing(serverId: string): number {
+    let n = 0;
+    for (const c of this.copies.values()) if (c.from === serverId) n++;
+    for (const id of this.leaving.values()) if (id === serverId) n++;
+    return n;
+  }
+
+  // ---- internals ----
+
+  /** Total copies at once: enough to keep every server busy, few enough that clients are served. */
+  private cap(): number {
+    return Math.max(1, this.cfg.copiesPerServer * this.cluster.alive().length);
+  }
+
+  /** Whether a chunk may be moved to `to` now (for rebalance.ts). */
+  private readonly movable = (handle: ChunkHandle, to: Chunkserver): boolean =>
+    !this.copies.has(handle) &&
+    !this.leaving.has(handle) &&
+    !this.leases.active(handle) &&
+    !this.corrupt.get(handle)?.has(to.id) &&
+    !this.leases.distrustedFor(handle).includes(to.id);
+
+  private scheduleCopy(handle: ChunkHandle, now: number, to?: Chunkserver, from?: Chunkserver): void {
+    const holders = this.cluster.replicasOf(handle);
+    if (holders.length === 0) return;
+    let target = to;
+    if (!target) {
+      const exclude = new Set(holders.map((s) => s.id));
+      for (const id of this.leases.distrustedFor(handle)) exclude.add(id);
+      const pick = () =>
+        this.cluster.pickTargets(Infinity, exclude, holders[0].address).find((s) => this.incoming(s.id) < this.cfg.copiesPerServer);
+      // A server holding a bad copy only as a last resort (the good copy then replaces it in place).
+      const bad = [...(this.corrupt.get(handle) ?? [])];
+      for (const id of bad) exclude.add(id);
+      target = pick();
+      if (!target && bad.length > 0) {
+        for (const id of bad) exclude.delete(id);
+        target = pick();
+      }
+    }
+    if (!target) return;
+    const sources = nearestFirst(holders, (s) => s.address, target.address);
+    this.copies.set(handle, { target: target.id, startedAt: now, delivered: false, ...(from ? { from: from.id } : {}) });
+    this.queue(target.id, { op: 'replicate', handle, version: this.ns.versions.get(handle)!, from: sources.map((s) => s.address) });
+    const why = from ? (this.cluster.isDraining(from) ? `draining ${from.address}` : `rebalancing from ${from.address}`) : `${this.cluster.countedReplicasOf(handle).length} counted`;
+    this.log.info(`copying chunk ${handle} (${why}) to ${target.address}`);
   }
 
   private dropBadCopies(handle: ChunkHandle): void {
@@ -101,6 +256,31 @@ export class Repair {
     const version = this.ns.versions.get(handle)!;
     for (const id of bad) this.queue(id, { op: 'delete', chunks: [[handle, version]] });
     this.corrupt.delete(handle);
+  }
+
+  /**
+   * Replicas above the goal go: first those on servers being drained, then the one a move left
+   * behind, then those on the servers with the most chunks.
+   */
+  private dropSurplus(handle: ChunkHandle): void {
+    const live = this.cluster.replicasOf(handle);
+    const counted = live.filter((s) => !this.cluster.isDraining(s));
+    const victims = live.filter((s) => this.cluster.isDraining(s));
+    const extra = counted.length - this.cfg.replication;
+    if (extra > 0) {
+      const leavingId = this.leaving.get(handle);
+      const order = [...counted].sort(
+        (a, b) => Number(b.id === leavingId) - Number(a.id === leavingId) || this.cluster.expectedChunks(b) - this.cluster.expectedChunks(a),
+      );
+      victims.push(...order.slice(0, extra));
+    }
+    this.leaving.delete(handle);
+    if (victims.length === 0) return;
+    const version = this.ns.versions.get(handle)!;
+    for (const s of victims) {
+      this.cluster.removeReplica(handle, s);
+      this.queue(s.id, { op: 'delete', chunks: [[handle, version]] });
+    }
   }
 
   private queue(serverId: string, cmd: MasterCommand): void {

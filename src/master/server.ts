@@ -13,6 +13,10 @@ import { Namespace, type Inode } from './namespace.js';
 import { OpLog } from './oplog.js';
 import { nowTimespec, type NsOp } from './ops.js';
 import { Repair } from './repair.js';
+import { adminHandlers } from './admin.js';
+import { Trash } from './trash.js';
+import { LockTable, lockHandlers } from './locks.js';
+import { xattrHandlers } from './xattrs.js';
 
 export interface MasterOptions {
   dataDir: string;
@@ -40,10 +44,10 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const { ns, log: oplog, recovered, replayed } = await OpLog.open(opts.dataDir, cfg.chunkSize, cfg.checkpointEvery, (n) => () => n.image());
   log.info(`namespace loaded: ${ns.fileCount} inodes, ${ns.versions.size} chunks, ${replayed} log records replayed in ${Date.now() - t0} ms`);
 
-  const cluster = new Cluster(cfg.deadAfterMs);
+  const cluster = new Cluster(cfg.deadAfterMs, cfg.chunkSize);
   const commit = (op: NsOp) => oplog.append(op);
   const leases = new Leases(ns, cluster, commit, cfg, recovered, log);
-  const repair = new Repair(ns, cluster, { ...cfg, maxCopies: 8 }, log);
+  const repair = new Repair(ns, cluster, leases, cfg, log);
 
   /** Apply a namespace op now and answer once it is durable. */
   async function mutate(op: NsOp): Promise<Inode | undefined> {
@@ -52,17 +56,29 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     return node;
   }
   const attrOf = (node: Inode | undefined): Attr => ns.attr(node!);
+  const trash = new Trash(ns, mutate, cfg.trashGraceMs, log);
+  /** path's directory if it is set-group-ID: new entries then take its group (and new directories the bit), as on ext4. */
+  const setgidDir = (path: string): Inode | undefined => {
+    const { dir } = ns.parentOf(path);
+    return dir.perm & 0o2000 ? dir : undefined;
+  };
   const fileNode = (ino: number): Inode => {
     const node = ns.get(num(ino, 'ino'));
     if (node.type !== 'file') throw new GfsError(node.type === 'dir' ? 'EISDIR' : 'EINVAL', `inode ${ino} is not a regular file`);
     return node;
   };
 
-  async function allocate(node: Inode, index: number): Promise<number> {
+  /**
+   * The chunk at index, added (version 0) if missing. Its log record is not waited for here: the
+   * lease grant that follows logs the version bump after it, and waits for that fsync, which
+   * covers both (one fsync per new chunk, not two).
+   */
+  function allocate(node: Inode, index: number): number {
     const existing = node.chunks![index];
     if (existing) return existing;
     const op: NsOp = { t: 'addChunk', ino: node.ino, index, handle: ns.nextHandle };
-    await mutate(op);
+    ns.apply(op);
+    commit(op).catch((e) => log.warn(`op log: ${(e as Error).message}`));
     return op.handle;
   }
 
@@ -80,8 +96,10 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       if (dir.type !== 'dir') throw new GfsError('ENOTDIR', `not a directory: ${path}`);
       return { entries: [...dir.children!].map(([name, ino]) => ({ name, attr: ns.attr(ns.get(ino)) })) };
     },
-    mkdir: async ({ path, mode, uid, gid }) =>
-      attrOf(await mutate({ t: 'mkdir', path, mode: num(mode, 'mode'), uid: num(uid, 'uid'), gid: num(gid, 'gid'), ino: ns.nextIno, time: nowTimespec() })),
+    mkdir: async ({ path, mode, uid, gid }) => {
+      const sg = setgidDir(path);
+      return attrOf(await mutate({ t: 'mkdir', path, mode: num(mode, 'mode') | (sg ? 0o2000 : 0), uid: num(uid, 'uid'), gid: sg ? sg.gid : num(gid, 'gid'), ino: ns.nextIno, time: nowTimespec() }));
+    },
     create: async ({ path, mode, uid, gid, exclusive }) => {
       const { dir, name } = ns.parentOf(path);
       const existing = dir.children!.get(name);
@@ -91,7 +109,8 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
         if (node.type === 'dir') throw new GfsError('EISDIR', `is a directory: ${path}`);
         return ns.attr(node);
       }
-      return attrOf(await mutate({ t: 'create', path, mode: num(mode, 'mode'), uid: num(uid, 'uid'), gid: num(gid, 'gid'), ino: ns.nextIno, time: nowTimespec() }));
+      const group = dir.perm & 0o2000 ? dir.gid : num(gid, 'gid');
+      return attrOf(await mutate({ t: 'create', path, mode: num(mode, 'mode'), uid: num(uid, 'uid'), gid: group, ino: ns.nextIno, time: nowTimespec() }));
     },
     unlink: async ({ path }) => (await mutate({ t: 'unlink', path, time: nowTimespec() }), {}),
     rmdir: async ({ path }) => (await mutate({ t: 'rmdir', path, time: nowTimespec() }), {}),
@@ -99,7 +118,8 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     link: async ({ from, to }) => attrOf(await mutate({ t: 'link', from, to, time: nowTimespec() })),
     symlink: async ({ path, target, uid, gid }) => {
       if (typeof target !== 'string' || target.length === 0) throw new GfsError('EINVAL', 'empty symlink target');
-      return attrOf(await mutate({ t: 'symlink', path, target, uid: num(uid, 'uid'), gid: num(gid, 'gid'), ino: ns.nextIno, time: nowTimespec() }));
+      const group = setgidDir(path)?.gid ?? num(gid, 'gid');
+      return attrOf(await mutate({ t: 'symlink', path, target, uid: num(uid, 'uid'), gid: group, ino: ns.nextIno, time: nowTimespec() }));
     },
     readlink: ({ path }) => {
       const node = ns.resolve(path);
@@ -131,7 +151,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       const r = Math.max(1, cfg.replication);
       return { totalBytes: Math.floor(total / r), freeBytes: Math.floor(free / r), files: ns.fileCount, chunkSize: cfg.chunkSize };
     },
-    chunks: ({ ino, first, count }) => {
+    chunks: ({ ino, first, count }, peer) => {
       const node = fileNode(ino);
       const out: ChunkLocation[] = [];
       const end = Math.min(node.chunks!.length, num(first, 'first') + Math.min(num(count, 'count'), 4096));
@@ -139,14 +159,14 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
         const handle = node.chunks![index];
         const version = handle ? ns.versions.get(handle) : undefined;
         if (!handle || !version) continue; // a hole, or a chunk no one has written yet: zeros
-        out.push({ index, handle, version, replicas: cluster.replicasOf(handle).map((s) => s.address) });
+        out.push({ index, handle, version, replicas: cluster.replicasOf(handle, peer.label).map((s) => s.address) });
       }
       return { size: node.size, chunks: out };
     },
     writeTarget: async ({ ino, index }) => {
       const node = fileNode(ino);
       if (num(index, 'index') * cfg.chunkSize > Number.MAX_SAFE_INTEGER) throw new GfsError('EFBIG', 'offset too large');
-      return leases.target(await allocate(node, index), index);
+      return leases.target(allocate(node, index), index);
     },
     appendTarget: async ({ ino, full }) => {
       const node = fileNode(ino);
@@ -155,21 +175,17 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       // The client saw the last chunk full (padded): move on to a new one, once, however many
       // clients report it at the same time.
       if (full !== undefined && chunks[index] === full) index++;
-      return leases.target(await allocate(node, index), index);
+      return leases.target(allocate(node, index), index);
     },
     reportBad: ({ handle, server }) => {
       const s = cluster.byAddress(server);
       if (s) repair.markCorrupt(handle, s);
       return {};
     },
-    status: () => {
-      let under = 0;
-      for (const [h, v] of ns.versions) if (v > 0 && cluster.replicasOf(h).length < cfg.replication) under++;
-      return {
-        chunkservers: cluster.status(Date.now()), files: ns.fileCount, chunks: ns.versions.size,
-        underReplicated: under, corrupt: repair.corruptCount, replicationsInFlight: repair.inFlight,
-      };
-    },
+    ...xattrHandlers(ns, mutate),
+    ...lockHandlers(new LockTable(), (ino) => void ns.get(num(ino, 'ino'))),
+    ...adminHandlers(ns, cluster, repair, log),
+    ...trash.handlers(),
     // ---------------------------------------------------------- chunkservers
     register: (req, peer) => {
       const p = peer as ChunkserverPeer;
@@ -180,7 +196,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
         old.peer.close();
       }
       const s: Chunkserver = {
-        id: req.id, address: req.address, peer: p, alive: true, lastHeartbeat: Date.now(),
+        id: req.id, address: req.address, peer: p, alive: true, epoch: old ? old.epoch + 1 : 0, lastHeartbeat: Date.now(),
         freeBytes: req.freeBytes, usedBytes: req.usedBytes, load: 0, chunks: old?.chunks ?? new Set(),
       };
       cluster.servers.set(req.id, s);
@@ -205,7 +221,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
         s.alive = true;
         log.info(`chunkserver ${s.address} is back`);
       }
-      repair.report(s, req.chunks ?? [], req.corrupt ?? []);
+      repair.report(s, req.chunks ?? [], req.corrupt ?? [], Array.isArray(req.replicating) ? req.replicating : undefined);
       return { commands: repair.take(s.id), extended: leases.extend(s, req.extend ?? []) };
     },
   };
@@ -219,6 +235,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     for (const s of cluster.expire(now)) log.warn(`chunkserver ${s.address} missed its heartbeats: dead`);
     repair.tick(now);
     leases.sweep();
+    trash.tick(now);
   }, Math.max(100, Math.min(cfg.heartbeatMs, 1000)));
   log.info(`listening on ws://${server.address}`);
 

@@ -23,6 +23,10 @@ export const errorCodes = [
   'ENODATA', // no such extended attribute
   'ENOSYS', // not implemented
   'EAGAIN', // a lock is held by someone else
+  'EINTR', // a wait for a lock was interrupted (the waiting process got a signal)
+  'EDEADLK', // waiting for this lock would deadlock (POSIX record locks)
+  'EOPNOTSUPP', // an extended attribute namespace gfs does not keep
+  'ERANGE', // an extended attribute name or value too long
 ] as const;
 
 export type ErrorCode = (typeof errorCodes)[number];

@@ -71,6 +71,8 @@ export interface ChunkserverStatus {
   id: string;
   address: ServerAddress;
   alive: boolean;
+  /** Being emptied (gfs drain): takes no new replicas, its replicas are copied elsewhere then deleted. */
+  draining: boolean;
   freeBytes: number;
   usedBytes: number;
   chunks: number;
@@ -83,8 +85,56 @@ export interface ClusterStatus {
   files: number;
   chunks: number;
   underReplicated: number;
+  /** Chunks with no live replica at all (their data is unreadable until a holder comes back). */
+  lost: number;
+  /** Corrupt replicas found and not yet replaced. */
   corrupt: number;
   replicationsInFlight: number;
+  /** Copies moving replicas for balance or off a draining server. */
+  movesInFlight: number;
+  /** Deleted files waiting out the grace period in the trash. */
+  trash: number;
+}
+
+/** A deleted file in the trash: `gfs undelete` brings it back until purgeAt (ms since the epoch). */
+export interface TrashEntry {
+  ino: number;
+  path: string;
+  size: number;
+  deletedAt: number;
+  purgeAt: number;
+}
+
+/**
+ * Locks, kept by the master for every client (not persisted: a master restart, or a client's
+ * connection dropping, releases them). 'posix' locks are fcntl byte ranges, 'flock' locks cover
+ * the whole file; the two kinds never conflict with each other, as on Linux.
+ */
+export type LockKind = 'posix' | 'flock';
+
+export interface LockRequest {
+  ino: number;
+  kind: LockKind;
+  /** Who holds it on the client (the kernel's lock owner); the master scopes it to the connection. */
+  owner: string;
+  type: 'read' | 'write' | 'unlock';
+  /** The byte range (posix only): len 0 means to the end of the file, however long it grows. */
+  start: number;
+  len: number;
+  /** The process that asked, for F_GETLK answers. */
+  pid: number;
+  /** Wait until it can be granted (F_SETLKW, flock without LOCK_NB) instead of failing with EAGAIN. */
+  wait: boolean;
+  /** Names the wait, for cancelLock (unique per connection). */
+  waitId?: number;
+}
+
+/** A lock someone holds, as F_GETLK reports it. */
+export interface HeldLock {
+  type: 'read' | 'write';
+  start: number;
+  len: number;
+  pid: number;
 }
 
 /** A chunk replica as a chunkserver reports it. */
@@ -132,6 +182,28 @@ export interface MasterClientApi {
   /** A client found a replica bad (checksum mismatch): the master re-replicates and drops it. */
   reportBad: [{ handle: ChunkHandle; server: ServerAddress }, Record<string, never>];
   status: [Record<string, never>, ClusterStatus];
+  /** Files in the trash, oldest first. */
+  trash: [Record<string, never>, { entries: TrashEntry[] }];
+  /** Bring back the file most recently deleted at path (to `to` if given). ENOENT: none in the trash. */
+  undelete: [{ path: string; to?: string }, Attr];
+  /** Move every replica off a chunkserver (cancel: take it back into service); replies its replica count. */
+  drain: [{ address: ServerAddress; cancel?: boolean }, { chunks: number }];
+  /** Extended attributes (user.*, trusted.*, security.*). only: fail unless the name is new / exists. */
+  setxattr: [{ path: string; name: string; value: Buffer; only?: 'create' | 'replace' }, Record<string, never>];
+  /** ENODATA when the inode has no attribute of that name. */
+  getxattr: [{ path: string; name: string }, { value: Buffer }];
+  listxattr: [{ path: string }, { names: string[] }];
+  removexattr: [{ path: string; name: string }, Record<string, never>];
+  /**
+   * Take, change or release a lock. EAGAIN when another owner holds a conflicting one and wait is
+   * false; with wait, the reply comes once it is granted (EDEADLK if that can never happen, EINTR
+   * if cancelled). Callers wait without a time-out.
+   */
+  lock: [LockRequest, Record<string, never>];
+  /** F_GETLK: a lock of another owner that conflicts with this one, or null. */
+  testLock: [{ ino: number; owner: string; type: 'read' | 'write'; start: number; len: number }, { conflict: HeldLock | null }];
+  /** Give up the wait of a lock request (its caller got a signal): that request fails with EINTR. */
+  cancelLock: [{ waitId: number }, Record<string, never>];
 }
 
 /** Requests a chunkserver sends to the master over the connection it keeps open. */
@@ -151,6 +223,8 @@ export interface MasterChunkserverApi {
       corrupt: ChunkHandle[];
       /** Chunks this server is primary for and that saw mutations lately: asks for a longer lease. */
       extend: ChunkHandle[];
+      /** Chunks it is copying on the master's command (one it was told to copy and that is missing here failed). */
+      replicating?: ChunkHandle[];
     },
     { commands: MasterCommand[]; extended: ChunkHandle[] },
   ];
@@ -168,9 +242,16 @@ export interface ChunkserverControlApi {
   setVersion: [{ handle: ChunkHandle; version: number; create: boolean; leaseMs?: number }, Record<string, never>];
 }
 
+/** [offset in the chunk, length]: one piece of a vectored write; the data holds the pieces in order. */
+export type Extent = [offset: number, length: number];
+
 /** The mutation a primary forwards to its secondaries, in the order it applied it. */
 export type Mutation =
-  | { op: 'write'; offset: number; dataId: string }
+  /**
+   * data: the bytes themselves, for small writes sent without a push (see write).
+   * extents: several pieces in one mutation, as in write.
+   */
+  | { op: 'write'; offset: number; dataId: string; data?: Buffer; extents?: Extent[] }
   | { op: 'pad'; length: number }
   | { op: 'truncate'; length: number };
 
@@ -178,14 +259,27 @@ export type Mutation =
 export interface ChunkserverDataApi {
   /** Keep data under dataId for a coming write; pass it on along chain first. */
   push: [{ dataId: string; data: Buffer; chain: ServerAddress[] }, Record<string, never>];
-  /** To the primary: write pushed data at offset, on every replica, in primary order. */
+  /**
+   * To the primary: write pushed data at offset, on every replica, in primary order. Small writes
+   * carry their bytes in `data` instead of a push first (one round trip less; the primary passes
+   * them on inside the mutation). With extents, the data is several pieces written at their own
+   * offsets as one mutation (offset is then ignored): many small random writes, one round trip.
+   */
   write: [
-    { handle: ChunkHandle; version: number; offset: number; dataId: string; secondaries: ServerAddress[] },
+    {
+      handle: ChunkHandle;
+      version: number;
+      offset: number;
+      dataId: string;
+      data?: Buffer;
+      extents?: Extent[];
+      secondaries: ServerAddress[];
+    },
     Record<string, never>,
   ];
   /** To the primary: append pushed data where the primary chooses. ECHUNKFULL: padded, use the next chunk. */
   append: [
-    { handle: ChunkHandle; version: number; dataId: string; secondaries: ServerAddress[] },
+    { handle: ChunkHandle; version: number; dataId: string; data?: Buffer; secondaries: ServerAddress[] },
     { offset: number },
   ];
   /** To the primary: cut every replica to length. */

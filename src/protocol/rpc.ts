@@ -25,7 +25,7 @@ export type Handlers<A extends Api<A>> = {
 interface Pending {
   resolve(value: unknown): void;
   reject(err: GfsError): void;
-  timer: NodeJS.Timeout;
+  timer: NodeJS.Timeout | undefined;
 }
 
 /**
@@ -56,14 +56,15 @@ export class Peer<Remote extends Api<Remote>, Local extends Api<Local> = Record<
     return this.closedError === null && this.ws.readyState === WebSocket.OPEN;
   }
 
+  /** timeoutMs Infinity: no time-out (a lock wait; it still fails when the connection closes). */
   call<K extends keyof Remote & string>(type: K, body: Remote[K][0], timeoutMs = this.timeoutMs): Promise<Remote[K][1]> {
     if (this.closedError) return Promise.reject(this.closedError);
     const id = this.nextId++;
     return new Promise<Remote[K][1]>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = Number.isFinite(timeoutMs) ? setTimeout(() => {
         this.pending.delete(id);
         reject(new GfsError('ETIMEDOUT', `${this.label}: ${type} timed out after ${timeoutMs} ms`));
-      }, timeoutMs);
+      }, timeoutMs) : undefined;
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
       this.send([0, id, type, body]);
     });

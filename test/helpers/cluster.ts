@@ -110,10 +110,11 @@ export class TestCluster {
     return this.master;
   }
 
-  async mount(): Promise<string> {
+  /** A new mount of the cluster; extraArgs are tunables for this mount only (later ones win). */
+  async mount(extraArgs: string[] = []): Promise<string> {
     const mnt = join(this.dir, `mnt${this.mounts.length + 1}`);
     await mkdir(mnt, { recursive: true });
-    const d = await this.spawn(`mount${this.mounts.length + 1}`, ['mount', this.url, mnt, ...this.args], mnt);
+    const d = await this.spawn(`mount${this.mounts.length + 1}`, ['mount', this.url, mnt, ...this.args, ...extraArgs], mnt);
     this.mounts.push(d);
     return mnt;
   }

@@ -88,11 +88,12 @@ export interface FuseOps {
   getxattr?(path: string, name: string, cb: (result: number, value?: Buffer) => void): void;
   listxattr?(path: string, cb: (result: number, names?: string[]) => void): void;
   removexattr?(path: string, name: string, cb: Done): void;
-  /** fcntl record locks. owner is libfuse's lock_owner (one per open file description / process). */
+  /** fcntl record locks. owner is libfuse's lock_owner (one per open file description / process).
+   * signal (F_SETLKW only) aborts when the waiting process gets a signal: answer -EINTR then. */
   lock?(path: string, fd: number, cmd: number, lock: PosixLock, owner: bigint,
-    cb: (result: number, lock?: PosixLock) => void): void;
-  /** flock(2): op is LOCK_SH/LOCK_EX/LOCK_UN, possibly | LOCK_NB. */
-  flock?(path: string, fd: number, op: number, owner: bigint, cb: Done): void;
+    cb: (result: number, lock?: PosixLock) => void, signal?: AbortSignal): void;
+  /** flock(2): op is LOCK_SH/LOCK_EX/LOCK_UN, possibly | LOCK_NB; signal as for lock (blocking ops only). */
+  flock?(path: string, fd: number, op: number, owner: bigint, cb: Done, signal?: AbortSignal): void;
 }
 
 export interface MountOptions {
@@ -105,6 +106,9 @@ export interface MountOptions {
   negativeTimeout?: number;
   allowOther?: boolean;
   defaultPermissions?: boolean;
+  /** st_ino is the file system's own inode number (Stat.ino, also in readdir), so hard links share
+   * one; without it libfuse numbers every path on its own. */
+  useIno?: boolean;
   debug?: boolean;
 }
 

@@ -30,6 +30,7 @@
 
 #include <fuse.h>
 #include <fuse_opt.h>
+#include <fuse_lowlevel.h> /* our channel (fuse_chan_new) and fuse_lowlevel_notify_inval_inode */
 
 #include <node_api.h>
 #include <uv.h>
@@ -116,12 +117,15 @@ typedef struct request {
   const char *name;
   void *dirbuf;
   fuse_fill_dir_t filler;
+  int blocking;           /* a lock wait that may last: the worker watches for FUSE_INTERRUPT */
+  int interrupted;        /* set (atomically) by the worker when the kernel interrupted the call */
 } request_t;
 
 typedef struct {
   request_t *req;
   uint32_t seq;
   napi_ref buf_ref;       /* external Buffer handed to JS for read/write, detached on reply */
+  int interrupt_sent;     /* JS was told that this request was interrupted */
 } slot_t;
 
 typedef struct {
@@ -281,6 +285,111 @@ static void fill_statvfs (struct statvfs *s, const double *a) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Our channel: reads and writes /dev/fuse as libfuse's own does, and on each request notes its  */
+/* opcode, id and node id in thread-locals. libfuse's high-level API hides them, but the worker  */
+/* that received a request is the one that runs and answers it, so our callbacks can tell why    */
+/* libfuse called them (a rename that hides an open file for unlink or for rename-over) and which */
+/* kernel inode a lock is on (to drop its page cache), and the reply can be corrected (ESTALE).  */
+
+/* struct fuse_in_header / fuse_out_header of the kernel ABI (<linux/fuse.h>; libfuse 2 does not */
+/* install its copy, and the kernel's clashes with libfuse's names).                            */
+struct raw_in_header { uint32_t len; uint32_t opcode; uint64_t unique; uint64_t nodeid;
+                       uint32_t uid; uint32_t gid; uint32_t pid; uint32_t padding; };
+struct raw_out_header { uint32_t len; int32_t error; uint64_t unique; };
+enum {
+  RAW_GETATTR = 3, RAW_SETATTR = 4, RAW_READLINK = 5, RAW_RENAME = 12, RAW_OPEN = 14,
+  RAW_STATFS = 17, RAW_SETXATTR = 21, RAW_GETXATTR = 22, RAW_LISTXATTR = 23,
+  RAW_REMOVEXATTR = 24, RAW_OPENDIR = 27, RAW_SETLK = 32, RAW_SETLKW = 33, RAW_ACCESS = 34
+};
+
+static __thread uint32_t cur_opcode;
+static __thread uint64_t cur_unique;
+static __thread uint64_t cur_nodeid;
+
+/* Requests on an inode the kernel already holds (not on a name in a directory). */
+static int names_no_entry (uint32_t opcode) {
+  switch (opcode) {
+    case RAW_GETATTR: case RAW_SETATTR: case RAW_READLINK: case RAW_OPEN: case RAW_STATFS:
+    case RAW_SETXATTR: case RAW_GETXATTR: case RAW_LISTXATTR: case RAW_REMOVEXATTR:
+    case RAW_OPENDIR: case RAW_ACCESS:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+static int chan_receive (struct fuse_chan **chp, char *buf, size_t size) {
+  struct fuse_chan *ch = *chp;
+  struct fuse_session *se = fuse_chan_session(ch);
+  ssize_t res;
+  int err;
+restart:
+  res = read(fuse_chan_fd(ch), buf, size);
+  err = errno;
+  if (fuse_session_exited(se)) return 0;
+  if (res == -1) {
+    if (err == ENOENT) goto restart; /* the request was interrupted before we read it */
+    if (err == ENODEV) { fuse_session_exit(se); return 0; } /* unmounted */
+    if (err != EINTR && err != EAGAIN) perror("fuse: reading device");
+    return -err;
+  }
+  if ((size_t) res < sizeof(struct raw_in_header)) {
+    fprintf(stderr, "fuse: short read on fuse device\n");
+    return -EIO;
+  }
+  const struct raw_in_header *in = (const struct raw_in_header *) buf;
+  cur_opcode = in->opcode;
+  cur_unique = in->unique;
+  cur_nodeid = in->nodeid;
+  return (int) res;
+}
+
+static int chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t count) {
+  if (iov == NULL) return 0;
+  if (count > 0 && iov[0].iov_len >= sizeof(struct raw_out_header)) {
+    struct raw_out_header *out = (struct raw_out_header *) iov[0].iov_base;
+    /* The high-level API finds files by path. A process that looked a name up just before another
+       renamed a file over it (or deleted it) holds the old inode, whose path libfuse has dropped:
+       libfuse answers ENOENT for it, and stat or open of a name that always existed fails. ESTALE
+       instead makes the kernel look the name up again and retry once, as it does for NFS. */
+    if (out->unique != 0 && out->unique == cur_unique && out->error == -ENOENT && names_no_entry(cur_opcode)) {
+      out->error = -ESTALE;
+    }
+  }
+  ssize_t res = writev(fuse_chan_fd(ch), iov, count);
+  int err = errno;
+  if (res == -1) {
+    /* ENOENT: the request was interrupted and the kernel no longer waits for the answer */
+    if (!fuse_session_exited(fuse_chan_session(ch)) && err != ENOENT) perror("fuse: writing device");
+    return -err;
+  }
+  return 0;
+}
+
+static void chan_destroy (struct fuse_chan *ch) {
+  int fd = fuse_chan_fd(ch);
+  if (fd != -1) close(fd);
+}
+
+static struct fuse_chan_ops chan_ops = { .receive = chan_receive, .send = chan_send, .destroy = chan_destroy };
+
+/* Replaces the channel fuse_mount made with ours, on a duplicate of its descriptor (the kernel */
+/* connection lives while either is open), so the original can be destroyed at once.            */
+static struct fuse_chan *own_channel (struct fuse_chan *kern) {
+  int fd = dup(fuse_chan_fd(kern));
+  if (fd < 0) return NULL;
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  struct fuse_chan *ch = fuse_chan_new(&chan_ops, fd, fuse_chan_bufsize(kern), NULL);
+  if (ch == NULL) close(fd);
+  return ch;
+}
+
+static int is_hidden_path (const char *path) {
+  const char *base = strrchr(path, '/');
+  return strncmp(base ? base + 1 : path, ".fuse_hidden", 12) == 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Worker side: hand a request to the JS thread and wait for the reply.                       */
 
 static int call_js (request_t *r) {
@@ -310,7 +419,21 @@ static int call_js (request_t *r) {
   uv_mutex_unlock(&m->qlock);
 
   uv_async_send(&m->work);
-  uv_sem_wait(&r->sem);
+  if (r->blocking) {
+    /* A lock wait can last for ever; if the waiting process gets a signal the kernel sends
+       FUSE_INTERRUPT, which libfuse only records. Look for it now and then and tell JS, which
+       gives up the wait and answers EINTR. */
+    while (uv_sem_trywait(&r->sem) != 0) {
+      if (!__atomic_load_n(&r->interrupted, __ATOMIC_ACQUIRE) && fuse_interrupted()) {
+        __atomic_store_n(&r->interrupted, 1, __ATOMIC_RELEASE);
+        uv_async_send(&m->work);
+      }
+      struct timespec pause = { 0, 20 * 1000 * 1000 };
+      nanosleep(&pause, NULL);
+    }
+  } else {
+    uv_sem_wait(&r->sem);
+  }
   uv_sem_destroy(&r->sem);
 
   pthread_setcancelstate(oldstate, NULL);
@@ -433,6 +556,15 @@ static int fn_unlink (const char *path) {
 }
 
 static int fn_rename (const char *src, const char *dest) {
+  mount_t *m = (mount_t *) fuse_get_context()->private_data;
+  if (cur_opcode == RAW_RENAME && is_hidden_path(dest) && m->implemented[OP_LINK]) {
+    /* rename(a, b) while b is open: libfuse first moves b to a .fuse_hidden name, then renames
+       a to b, and between the two b does not exist. Linking b to the hidden name instead keeps b
+       in place; the rename that follows then replaces it in one step, as rename(2) must. (For
+       unlink of an open file the hidden name must be a real rename: there cur_opcode is UNLINK.) */
+    REQ(OP_LINK); r.path = src; r.path2 = dest;
+    return call_js(&r);
+  }
   REQ(OP_RENAME); r.path = src; r.path2 = dest;
   return call_js(&r);
 }
@@ -470,6 +602,10 @@ static int fn_setxattr (const char *path, const char *name, const char *value, s
 }
 
 static int fn_getxattr (const char *path, const char *name, char *value, size_t size) {
+  /* The kernel asks for this before every write(2) (to drop file capabilities when a file is
+     written); answering here keeps writes from paying a round trip to JS each. The adapter
+     refuses to store it, so the answer is always right. */
+  if (strcmp(name, "security.capability") == 0) return -ENODATA;
   REQ(OP_GETXATTR); r.path = path; r.name = name; r.buf = value; r.len = size;
   return call_js(&r);
 }
@@ -484,14 +620,29 @@ static int fn_removexattr (const char *path, const char *name) {
   return call_js(&r);
 }
 
+/* After a lock is granted, drop the kernel's cached pages of the file: another mount may have
+   written it under the lock held before, and the new holder must read that (NFS does the same). */
+static void invalidate_locked_inode (mount_t *m) {
+  if ((cur_opcode == RAW_SETLK || cur_opcode == RAW_SETLKW) && cur_nodeid != 0 && m->ch != NULL) {
+    fuse_lowlevel_notify_inval_inode(m->ch, (fuse_ino_t) cur_nodeid, 0, 0);
+  }
+}
+
 static int fn_lock (const char *path, struct fuse_file_info *fi, int cmd, struct flock *lk) {
-  REQ(OP_LOCK); r.path = path; r.fi = fi; r.cmd = cmd; r.lk = lk;
-  return call_js(&r);
+  mount_t *m = (mount_t *) fuse_get_context()->private_data;
+  REQ(OP_LOCK); r.path = path; r.fi = fi; r.cmd = cmd; r.lk = lk; r.blocking = cmd == F_SETLKW;
+  int res = call_js(&r);
+  if (res == 0 && cmd != F_GETLK && lk->l_type != F_UNLCK) invalidate_locked_inode(m);
+  return res;
 }
 
 static int fn_flock (const char *path, struct fuse_file_info *fi, int op) {
+  mount_t *m = (mount_t *) fuse_get_context()->private_data;
   REQ(OP_FLOCK); r.path = path; r.fi = fi; r.flags = op;
-  return call_js(&r);
+  r.blocking = (op & (LOCK_NB | LOCK_UN)) == 0;
+  int res = call_js(&r);
+  if (res == 0 && (op & LOCK_UN) == 0) invalidate_locked_inode(m);
+  return res;
 }
 
 static void *fn_init (struct fuse_conn_info *conn) {
@@ -524,6 +675,7 @@ static int64_t slot_alloc (mount_t *m, request_t *r, uint32_t *seq_out) {
   m->slots[i].req = r;
   m->slots[i].seq = m->seq;
   m->slots[i].buf_ref = NULL;
+  m->slots[i].interrupt_sent = 0;
   *seq_out = m->seq;
   return i;
 }
@@ -736,6 +888,34 @@ static void on_work (uv_async_t *handle) {
     napi_close_handle_scope(env, scope);
     r = next;
   }
+
+  /* Interrupted lock waits (see call_js): dispatch(OP_COUNT, slot, seq) tells JS to give up. */
+  for (uint32_t i = 0; i < m->nslots; i++) {
+    slot_t *sl = &m->slots[i];
+    if (sl->req == NULL || sl->interrupt_sent || !__atomic_load_n(&sl->req->interrupted, __ATOMIC_ACQUIRE)) continue;
+    sl->interrupt_sent = 1;
+    napi_handle_scope scope;
+    napi_open_handle_scope(env, &scope);
+    napi_value argv[6], fn, recv, result;
+    argv[0] = make_num(env, OP_COUNT);
+    argv[1] = make_num(env, i);
+    argv[2] = make_num(env, sl->seq);
+    argv[3] = make_num(env, sl->req->caller_uid);
+    argv[4] = make_num(env, sl->req->caller_gid);
+    argv[5] = make_num(env, sl->req->caller_pid);
+    if (napi_get_reference_value(env, m->dispatch, &fn) == napi_ok && fn != NULL) {
+      napi_get_global(env, &recv);
+      if (napi_make_callback(env, m->async_ctx, recv, fn, 6, argv, &result) != napi_ok) {
+        bool pending = false;
+        napi_is_exception_pending(env, &pending);
+        if (pending) {
+          napi_value err;
+          napi_get_and_clear_last_exception(env, &err);
+        }
+      }
+    }
+    napi_close_handle_scope(env, scope);
+  }
 }
 
 /* reply(mount, slot, seq, result, extra1?, extra2?) -> boolean (false: stale or duplicate) */
@@ -781,7 +961,7 @@ static napi_value js_reply (napi_env env, napi_callback_info info) {
         uint32_t count = 0;
         if (napi_is_array(env, argv[4], &is_arr) != napi_ok || !is_arr) { res = -EIO; break; }
         napi_get_array_length(env, argv[4], &count);
-        double *modes = get_f64(env, argv[5], count);
+        double *modes = get_f64(env, argv[5], 2 * (size_t) count); /* [mode, ino] per name */
         for (uint32_t i = 0; i < count; i++) {
           napi_value v;
           if (napi_get_element(env, argv[4], i, &v) != napi_ok) continue;
@@ -791,7 +971,8 @@ static napi_value js_reply (napi_env env, napi_callback_info info) {
           if (modes) {
             struct stat st;
             memset(&st, 0, sizeof(st));
-            st.st_mode = (mode_t) num(modes[i]);
+            st.st_mode = (mode_t) num(modes[2 * i]);
+            st.st_ino = (ino_t) num(modes[2 * i + 1]); /* d_ino, used with use_ino */
             full = r->filler(r->dirbuf, name, &st, 0);
           } else {
             full = r->filler(r->dirbuf, name, NULL, 0);
@@ -1088,8 +1269,18 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
 
   capture_t cap;
   capture_begin(&cap);
-  struct fuse_chan *ch = fuse_mount(mnt, &args);
+  struct fuse_chan *kern = fuse_mount(mnt, &args);
+  struct fuse_chan *ch = NULL;
   struct fuse *fuse = NULL;
+  if (kern != NULL) {
+    ch = own_channel(kern);
+    if (ch == NULL) {
+      fprintf(stderr, "fuse: cannot set up the channel: %s\n", strerror(errno));
+      fuse_unmount(mnt, kern);
+    } else {
+      fuse_chan_destroy(kern); /* closes only its own descriptor */
+    }
+  }
   if (ch != NULL) {
     fuse = fuse_new(ch, &args, &ops, sizeof(ops), m);
     if (fuse == NULL) fuse_unmount(mnt, ch);
@@ -1167,6 +1358,7 @@ static napi_value init_module (napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "statLength", make_num(env, ST_LEN));
   napi_set_named_property(env, exports, "statfsLength", make_num(env, SFS_LEN));
   napi_set_named_property(env, exports, "lockLength", make_num(env, LK_LEN_FIELDS));
+  napi_set_named_property(env, exports, "interruptOp", make_num(env, OP_COUNT));
   napi_set_named_property(env, exports, "F_GETLK", make_num(env, F_GETLK));
   napi_set_named_property(env, exports, "F_SETLK", make_num(env, F_SETLK));
   napi_set_named_property(env, exports, "F_SETLKW", make_num(env, F_SETLKW));

@@ -67,6 +67,8 @@ interface Binding {
   statLength: number;
   statfsLength: number;
   lockLength: number;
+  /** dispatch(interruptOp, slot, seq, ...): the pending lock wait in that slot was interrupted. */
+  interruptOp: number;
   F_GETLK: number;
   F_SETLK: number;
   F_SETLKW: number;
@@ -186,6 +188,7 @@ export function fuseArgs(opts: MountOptions): string[] {
   if (opts.fsname !== undefined) o.push(`fsname=${escapeOpt(opts.fsname)}`);
   if (opts.defaultPermissions) o.push("default_permissions");
   if (opts.allowOther) o.push("allow_other");
+  if (opts.useIno) o.push("use_ino");
   if (opts.debug) o.push("debug");
   return ["-o", o.join(",")];
 }
@@ -221,6 +224,10 @@ export class FuseMount implements FuseMountHandle {
   private initDone: (() => void) | undefined;
   private initFailed: ((err: Error) => void) | undefined;
   private unmounting: Promise<void> | undefined;
+  /** Lock waits in progress, by slot: aborted when the kernel interrupts them. */
+  private readonly waits = new Map<number, { seq: number; abort: AbortController }>();
+  /** The request being dispatched (set right before its op handler runs). */
+  private current = { slot: 0, seq: 0 };
 
   constructor(mountpoint: string, ops: FuseOps, opts: MountOptions = {}) {
     this.mountpoint = path.resolve(mountpoint);
@@ -371,14 +378,20 @@ export class FuseMount implements FuseMountHandle {
 
   /** Called by the addon on the JS thread for every FUSE request. */
   private dispatch: Dispatch = (op, slot, seq, uid, gid, pid, ...args) => {
-    caller = { uid, gid, pid };
     const b = loadBinding();
+    if (op === b.interruptOp) {
+      const w = this.waits.get(slot);
+      if (w && w.seq === seq) w.abort.abort();
+      return;
+    }
+    caller = { uid, gid, pid };
     const handle = this.handle;
     const name = b.opNames[op] ?? `op${op}`;
     let replied = false;
     const reply = (res: number, extra1?: unknown, extra2?: unknown): void => {
       if (replied || handle === undefined) return;
       replied = true;
+      if (this.waits.get(slot)?.seq === seq) this.waits.delete(slot);
       b.reply(handle, slot, seq, res, extra1, extra2);
     };
     // Wraps a callback so that a bad value or a throw while converting it still answers the kernel.
@@ -395,6 +408,7 @@ export class FuseMount implements FuseMountHandle {
       reply(r > 0 ? 0 : r);
     });
 
+    this.current = { slot, seq };
     try {
       this.call(name, args, reply, guard, simple);
     } catch (err) {
@@ -402,6 +416,13 @@ export class FuseMount implements FuseMountHandle {
       reply(EIO);
     }
   };
+
+  /** An AbortSignal for the lock wait being dispatched: it fires if the kernel interrupts it. */
+  private waitSignal(): AbortSignal {
+    const abort = new AbortController();
+    this.waits.set(this.current.slot, { seq: this.current.seq, abort });
+    return abort.signal;
+  }
 
   private call(
     name: string,
@@ -448,7 +469,8 @@ export class FuseMount implements FuseMountHandle {
         return ops.readdir!(s(0), guard((res: number, names?: string[], stats?: Stat[]) => {
           const r = asResult(res);
           if (r !== 0 || !names) return reply(failure(r));
-          const modes = stats && stats.length === names.length ? Float64Array.from(stats, (x) => x.mode) : undefined;
+          // [mode, ino] per name: the type for d_type, the inode number for d_ino (with use_ino).
+          const modes = stats && stats.length === names.length ? Float64Array.from(stats.flatMap((x) => [x.mode, x.ino ?? 0])) : undefined;
           reply(0, names.map(String), modes);
         }));
       case "open":
@@ -520,9 +542,9 @@ export class FuseMount implements FuseMountHandle {
         return ops.lock!(s(0), n(1), n(2), a[3] as PosixLock, a[4] as bigint, guard((res: number, lock?: PosixLock) => {
           const r = asResult(res);
           reply(r > 0 ? 0 : r, lock ? lockArray(lock) : undefined);
-        }));
+        }), n(2) === loadBinding().F_SETLKW ? this.waitSignal() : undefined);
       case "flock":
-        return ops.flock!(s(0), n(1), n(2), a[3] as bigint, simple);
+        return ops.flock!(s(0), n(1), n(2), a[3] as bigint, simple, (n(2) & (4 | 8)) === 0 ? this.waitSignal() : undefined);
       default:
         reply(-E.ENOSYS);
     }

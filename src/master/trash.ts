@@ -1,0 +1,57 @@
+// The trash (paper §4.4): a deleted file keeps its inode and chunks for a grace period, listed by
+// `gfs trash` and restorable with `gfs undelete`; then a purge op drops it, and the chunkservers
+// delete its replicas when their next heartbeat reports handles the master no longer knows.
+// Deletion, undelete and purge are all op-log records, so the trash survives master restarts.
+
+import { GfsError } from '../protocol/errors.js';
+import type { Attr, MasterApi, TrashEntry } from '../protocol/messages.js';
+import type { Handlers } from '../protocol/rpc.js';
+import type { Logger } from '../log.js';
+import type { Inode, Namespace } from './namespace.js';
+import { nowTimespec, type NsOp } from './ops.js';
+
+export class Trash {
+  constructor(
+    private readonly ns: Namespace,
+    private readonly mutate: (op: NsOp) => Promise<Inode | undefined>,
+    private readonly graceMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  /** Purge every file whose grace period is over. */
+  tick(now: number): void {
+    for (const [ino, t] of this.ns.trash) {
+      if (t.deletedAt + this.graceMs > now) continue;
+      // apply() runs before the first await: the next tick no longer sees this one.
+      this.mutate({ t: 'purge', ino }).then(
+        () => this.log.info(`purged ${t.path} (inode ${ino}) from the trash`),
+        (e) => this.log.warn(`purge of inode ${ino}: ${(e as Error).message}`),
+      );
+    }
+  }
+
+  entries(): TrashEntry[] {
+    return [...this.ns.trash]
+      .map(([ino, t]) => ({ ino, path: t.path, size: this.ns.get(ino).size, deletedAt: t.deletedAt, purgeAt: t.deletedAt + this.graceMs }))
+      .sort((a, b) => a.deletedAt - b.deletedAt || a.ino - b.ino);
+  }
+
+  /** The file most recently deleted at path, back at `to` (default: where it was). */
+  async undelete(path: string, to?: string): Promise<Attr> {
+    if (typeof path !== 'string' || (to !== undefined && typeof to !== 'string')) throw new GfsError('EINVAL', 'undelete: path must be a string');
+    const norm = (p: string) => '/' + p.split('/').filter((x) => x !== '' && x !== '.').join('/');
+    let found: TrashEntry | undefined;
+    for (const e of this.entries()) if (norm(e.path) === norm(path)) found = e;
+    if (!found) throw new GfsError('ENOENT', `nothing deleted at ${path} is in the trash`);
+    const node = await this.mutate({ t: 'undelete', ino: found.ino, path: to ?? found.path, time: nowTimespec() });
+    this.log.info(`undeleted ${found.path} (inode ${found.ino})${to ? ` as ${to}` : ''}`);
+    return this.ns.attr(node!);
+  }
+
+  handlers(): Pick<Handlers<MasterApi>, 'trash' | 'undelete'> {
+    return {
+      trash: () => ({ entries: this.entries() }),
+      undelete: ({ path, to }) => this.undelete(path, to),
+    };
+  }
+}

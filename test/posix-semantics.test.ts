@@ -1,0 +1,320 @@
+// POSIX behaviour of the mount that real programs rely on, checked with ordinary tools against a
+// real cluster and two real mounts: times (one-sided, nanoseconds, set on open files), hard links,
+// open-then-unlinked files, atomic rename, files over 4 GiB, permissions as an unprivileged user,
+// extended attributes, and fcntl/flock locks across processes and mounts.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { ok, sh, TestCluster } from './helpers/cluster.js';
+import { asNobody, background, python, q, until } from './helpers/programs.js';
+
+let c: TestCluster;
+let m1: string;
+let m2: string;
+let scratch: string;
+
+beforeAll(async () => {
+  c = await TestCluster.start();
+  m1 = await c.mount();
+  m2 = await c.mount();
+  scratch = join(c.dir, 'scratch');
+  await ok(`mkdir -p ${scratch}`);
+  // mkdtemp made the cluster's directory 0700: let the unprivileged user reach the mounts in it.
+  await ok(`chmod 711 ${c.dir}`);
+});
+
+afterAll(async () => {
+  await c?.stop();
+});
+
+const stat = async (fmt: string, path: string) => (await ok(`TZ=UTC0 stat -c ${q(fmt)} ${q(path)}`)).trim();
+
+describe('times', () => {
+  it('touch -a, touch -m (UTIME_OMIT) change one time only, and nanoseconds read back the same', async () => {
+    const f = `${m1}/times`;
+    await ok(`echo x > ${f} && touch -d '2021-01-02 03:04:05.123456789' ${f}`);
+    expect(await stat('%x|%y', f)).toBe('2021-01-02 03:04:05.123456789 +0000|2021-01-02 03:04:05.123456789 +0000');
+    await ok(`touch -m -d '2022-02-03 04:05:06.987654321' ${f}`);
+    expect(await stat('%x|%y', f)).toBe('2021-01-02 03:04:05.123456789 +0000|2022-02-03 04:05:06.987654321 +0000');
+    await ok(`touch -a -d '2023-03-04 05:06:07.000000001' ${f}`);
+    expect(await stat('%x|%y', f)).toBe('2023-03-04 05:06:07.000000001 +0000|2022-02-03 04:05:06.987654321 +0000');
+    // The other mount sees the same times.
+    expect(await stat('%x|%y', `${m2}/times`)).toBe('2023-03-04 05:06:07.000000001 +0000|2022-02-03 04:05:06.987654321 +0000');
+  });
+
+  it('a time set on an open file (futimens) is kept when its buffered writes reach the master at close', async () => {
+    const run = await python(scratch, 'futimens.py', `
+import os, sys
+d = sys.argv[1]
+# written, then the times set on the open file, then closed: the times stay
+with open(d + '/kept', 'wb') as f:
+    f.write(os.urandom(3_000_000))
+    f.flush()
+    os.utime(f.fileno(), ns=(1_000_000_000_123_456_789, 1_100_000_000_987_654_321))
+st = os.stat(d + '/kept')
+print(st.st_atime_ns, st.st_mtime_ns, st.st_size)
+# times set, then written again: the write makes mtime "now", as on a local disk
+with open(d + '/rewritten', 'wb') as f:
+    f.write(b'a' * 100)
+    f.flush()
+    os.utime(f.fileno(), ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    f.write(b'b' * 100)
+print(os.stat(d + '/rewritten').st_mtime_ns > 1_500_000_000_000_000_000)
+`);
+    expect((await ok(`${run} ${m1}`)).trim().split('\n')).toEqual(['1000000000123456789 1100000000987654321 3000000', 'True']);
+    expect(await stat('%.9Y %s', `${m2}/kept`)).toBe('1100000000.987654321 3000000');
+  });
+});
+
+describe('hard links', () => {
+  it('ln makes a second name of one inode: stat shows the link count, unlinking one name keeps the other', async () => {
+    await ok(`echo one > ${m1}/ha && ln ${m1}/ha ${m1}/hb`);
+    const [a, b] = [await stat('%h %i', `${m1}/ha`), await stat('%h %i', `${m1}/hb`)];
+    expect(a).toBe(b);
+    expect(a.split(' ')[0]).toBe('2');
+    await ok(`echo two >> ${m1}/hb`);
+    expect(await ok(`cat ${m1}/ha`)).toBe('one\ntwo\n');
+    expect(await stat('%h', `${m2}/ha`)).toBe('2');
+    await ok(`rm ${m1}/ha`);
+    expect(await stat('%h', `${m1}/hb`)).toBe('1');
+    expect(await ok(`cat ${m2}/hb`)).toBe('one\ntwo\n');
+  });
+});
+
+describe('open files and renames', () => {
+  it('a file opened and then unlinked stays readable and writable until closed', async () => {
+    const run = await python(scratch, 'unlinked.py', `
+import os, sys
+p = sys.argv[1] + '/doomed'
+with open(p, 'wb') as f: f.write(b'hello ' * 1000)
+fd = os.open(p, os.O_RDWR)
+os.unlink(p)
+print(os.path.exists(p), os.fstat(fd).st_nlink)
+os.pwrite(fd, b'WORLD', 6)
+big = os.urandom(2_000_000)
+os.pwrite(fd, big, 6000)
+print(os.pread(fd, 11, 0), os.fstat(fd).st_size, os.pread(fd, 2_000_000, 6000) == big)
+os.close(fd)
+`);
+    expect((await ok(`${run} ${m1}`)).trim().split('\n')).toEqual(['False 0', "b'hello WORLD' 2006000 True"]);
+    // The kernel releases the file shortly after close; then no trace of it is left.
+    await until(async () => (await ok(`ls -a ${m1}`)).split('\n').every((n) => !n.startsWith('.fuse_hidden') && n !== 'doomed'), 'the unlinked file to go');
+  });
+
+  it('rename over an existing file replaces it atomically: readers never find it missing', async () => {
+    await ok(`mkdir ${m1}/at && echo v0 > ${m1}/at/target`);
+    // One reader keeps the target open the whole time (that is the case libfuse handles specially).
+    const holder = background(`exec 3<${m1}/at/target; echo holding; sleep 600`);
+    try {
+      await holder.waitFor(/holding/);
+      const writer = `for i in $(seq 1 60); do echo v$i > ${m1}/at/new.$i; mv ${m1}/at/new.$i ${m1}/at/target; done`;
+      const reader = (m: string) => `fails=0; for i in $(seq 1 150); do cat ${m}/at/target >/dev/null 2>&1 || fails=$((fails+1)); stat ${m}/at/target >/dev/null 2>&1 || fails=$((fails+1)); done; echo $fails`;
+      const out = await ok(`(${writer}) & r1=$( ${reader(m1)} ) ; wait; echo "$r1"`);
+      expect(out.trim()).toBe('0');
+      expect(await ok(`cat ${m1}/at/target ${m2}/at/target`)).toBe('v60\nv60\n');
+    } finally {
+      await holder.stop();
+    }
+    await until(async () => (await ok(`ls -A ${m1}/at`)).trim() === 'target', 'only the target to be left');
+  });
+
+  it('renaming a directory keeps everything beneath it', async () => {
+    await ok(`mkdir -p ${m1}/tree/a/b/c ${m1}/elsewhere && for d in a a/b a/b/c; do for i in 1 2 3 4 5; do echo "$d $i" > ${m1}/tree/$d/f$i; done; done && ln -s b ${m1}/tree/a/lnk`);
+    const list = `find . -printf '%y %p %s %m\\n' | sort`;
+    const before = await ok(list, { cwd: `${m1}/tree` });
+    await ok(`mv ${m1}/tree ${m1}/elsewhere/moved`);
+    expect((await sh(`test -e ${m1}/tree`)).code).not.toBe(0);
+    expect(await ok(list, { cwd: `${m2}/elsewhere/moved` })).toBe(before);
+    expect(await ok(`cat ${m1}/elsewhere/moved/a/lnk/c/f5`)).toBe('a/b/c 5\n');
+    await ok(`mv ${m1}/elsewhere/moved ${m1}/tree2`);
+    expect(await ok(list, { cwd: `${m1}/tree2` })).toBe(before);
+  });
+});
+
+describe('files over 4 GiB', () => {
+  it('write past 4 GiB, read back, truncate: sizes and bytes are exact', async () => {
+    const at = 4608; // MiB: 4.5 GiB
+    await ok(`head -c 3145728 /dev/urandom > ${scratch}/r3`);
+    await ok(`dd if=${scratch}/r3 of=${m1}/huge bs=1M seek=${at} conv=notrunc status=none`);
+    const size = (at + 3) * 1024 * 1024;
+    expect(await stat('%s', `${m1}/huge`)).toBe(String(size));
+    expect(await stat('%s', `${m2}/huge`)).toBe(String(size));
+    await ok(`dd if=${m2}/huge bs=1M skip=${at} status=none | cmp - ${scratch}/r3`);
+    await ok(`dd if=${m1}/huge bs=1M skip=4095 count=2 status=none | cmp - <(head -c 2097152 /dev/zero)`); // the hole
+    const cut = at * 1024 * 1024 + 1000001;
+    await ok(`truncate -s ${cut} ${m1}/huge`);
+    expect(await stat('%s', `${m1}/huge`)).toBe(String(cut));
+    await ok(`truncate -s 5000000000 ${m1}/huge`);
+    expect(await stat('%s', `${m1}/huge`)).toBe('5000000000');
+    // The first million bytes are still there; what the cut dropped reads back as zeros.
+    await ok(`dd if=${m2}/huge bs=1M skip=${at} count=2 status=none | cmp - <(head -c 1000001 ${scratch}/r3; head -c 1097151 /dev/zero)`);
+    await ok(`rm ${m1}/huge`);
+  });
+});
+
+describe('permissions', () => {
+  it('a user without rights gets EACCES (or EPERM) where ext4 would give it', async () => {
+    await ok(`mkdir ${m1}/perm && echo secret > ${m1}/perm/secret && chmod 600 ${m1}/perm/secret && echo ro > ${m1}/perm/ro && mkdir ${m1}/perm/pub && chmod 1777 ${m1}/perm/pub && echo mine > ${m1}/perm/pub/rootfile`);
+    const denied = async (cmd: string, message: RegExp) => {
+      const r = await sh(`LC_ALL=C ${asNobody(cmd)}`);
+      expect(r.code, cmd).not.toBe(0);
+      expect(r.stderr, cmd).toMatch(message);
+    };
+    await denied(`cat ${m1}/perm/secret`, /Permission denied/);
+    await denied(`touch ${m1}/perm/new`, /Permission denied/);
+    await denied(`echo x >> ${m1}/perm/ro`, /Permission denied/);
+    await denied(`chmod 777 ${m1}/perm/ro`, /Operation not permitted/);
+    await denied(`rm -f ${m1}/perm/pub/rootfile`, /Operation not permitted/); // sticky directory
+    await denied(`touch -d 2001-01-01 ${m2}/perm/ro`, /Permission denied/);
+    await ok(asNobody(`ls ${m1}/perm > /dev/null && cat ${m1}/perm/ro && echo hi > ${m1}/perm/pub/theirs && rm ${m1}/perm/pub/theirs && echo again > ${m1}/perm/pub/kept`));
+    expect(await stat('%u:%g %a', `${m2}/perm/pub/kept`)).toBe('65534:65534 644');
+    await denied(`chown 0 ${m1}/perm/pub/kept`, /Operation not permitted/);
+  });
+
+  it('chown by root is honoured (and clears set-user-ID); umask and set-group-ID directories as on ext4', async () => {
+    await ok(`mkdir ${m1}/own && echo x > ${m1}/own/f && chmod 4755 ${m1}/own/f && chown 1234:5678 ${m1}/own/f`);
+    expect(await stat('%u:%g %a', `${m2}/own/f`)).toBe('1234:5678 755');
+    await ok(`chown :4321 ${m1}/own && chmod 2775 ${m1}/own && touch ${m1}/own/g && mkdir ${m1}/own/sub`);
+    expect(await stat('%g', `${m1}/own/g`)).toBe('4321');
+    expect(await stat('%g %a', `${m1}/own/sub`)).toBe('4321 2755');
+    await ok(`umask 027 && touch ${m1}/own/um && mkdir ${m1}/own/umd`);
+    expect(await stat('%a', `${m1}/own/um`)).toBe('640');
+    expect(await stat('%a', `${m1}/own/umd`)).toBe('2750');
+  });
+});
+
+describe('extended attributes', () => {
+  it('setfattr and getfattr work on user.* attributes, from either mount', async () => {
+    await ok(`echo x > ${m1}/xa && setfattr -n user.color -v blue ${m1}/xa && setfattr -n user.size -v 42 ${m1}/xa`);
+    expect(await ok(`cd ${m2} && getfattr -d xa`)).toBe('# file: xa\nuser.color="blue"\nuser.size="42"\n\n');
+    await ok(`setfattr -n user.color -v green ${m2}/xa && setfattr -x user.size ${m2}/xa`);
+    expect(await ok(`getfattr --only-values -n user.color ${m1}/xa`)).toBe('green');
+    const missing = await sh(`LC_ALL=C getfattr -n user.size ${m1}/xa`);
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toMatch(/No such attribute/);
+    // A 10 KB binary value comes back byte for byte.
+    await ok(`head -c 10000 /dev/urandom > ${scratch}/xv && setfattr -n user.blob -v 0s$(base64 -w0 ${scratch}/xv) ${m1}/xa`);
+    await ok(`getfattr --only-values -n user.blob ${m2}/xa | cmp - ${scratch}/xv`);
+    // Permissions are the kernel's: only someone who may write the file may set them.
+    const denied = await sh(`LC_ALL=C ${asNobody(`setfattr -n user.x -v 1 ${m1}/xa`)}`);
+    expect(denied.stderr).toMatch(/Permission denied/);
+    // cp -a carries them over.
+    await ok(`cp -a ${m1}/xa ${m1}/xa-copy`);
+    expect(await ok(`getfattr --only-values -n user.color ${m1}/xa-copy`)).toBe('green');
+  });
+});
+
+describe('locks', () => {
+  it('flock: exclusive across processes and mounts, shared locks together, released on close', async () => {
+    await ok(`touch ${m1}/fl`);
+    const out = await ok(
+      `flock ${m1}/fl -c "flock -n ${m2}/fl true && echo wrong-m2 || echo busy-m2; flock -n ${m1}/fl true && echo wrong-m1 || echo busy-m1; flock -s -n ${m2}/fl true && echo wrong-shared || echo busy-shared"`,
+    );
+    expect(out).toBe('busy-m2\nbusy-m1\nbusy-shared\n');
+    expect(await ok(`flock -s ${m1}/fl -c "flock -s -n ${m2}/fl -c 'echo shared-too' && (flock -n -x ${m2}/fl true && echo wrong || echo no-exclusive)"`)).toBe('shared-too\nno-exclusive\n');
+    // Every lock above ended with its process: an exclusive lock is free again, on both mounts.
+    await until(async () => (await sh(`flock -n ${m2}/fl true`)).code === 0, 'the flock to be released');
+    await ok(`flock -n ${m1}/fl true`);
+  });
+
+  it('a blocked flock waits for the holder on the other mount, and gives up when interrupted', async () => {
+    const order = `${scratch}/order`;
+    const release = `${scratch}/release-fw`;
+    await ok(`touch ${m1}/fw && : > ${order}`);
+    const holder = background(`flock ${m1}/fw -c 'echo holding; while [ ! -e ${release} ]; do sleep 0.05; done; echo holder-done >> ${order}'`);
+    try {
+      await holder.waitFor(/holding/);
+      // Waits cut short by a signal (flock -w uses an alarm) end with the lock still held elsewhere.
+      const timed = await sh(`flock -w 0.5 ${m2}/fw -c 'echo timed-got >> ${order}'`);
+      expect(timed.code).toBe(1);
+      const killed = await sh(`timeout -s INT 0.5 flock ${m2}/fw -c 'echo killed-got >> ${order}'`);
+      expect(killed.code).toBe(124);
+      // A plain waiter gets the lock once the holder lets go, and not before.
+      const waiter = background(`flock ${m2}/fw -c 'echo waiter-got >> ${order}'`);
+      await ok(`touch ${release}`);
+      expect(await waiter.exited).toBe(0);
+      expect(await ok(`cat ${order}`)).toBe('holder-done\nwaiter-got\n');
+    } finally {
+      await holder.stop();
+    }
+  });
+
+  it('fcntl record locks across mounts: ranges, F_GETLK, F_SETLKW waits, and closing any descriptor releases', async () => {
+    await ok(`: > ${m1}/rl && : > ${scratch}/rl-order`);
+    const run = await python(scratch, 'rl.py', `
+import fcntl, os, struct, sys, time
+path, role = sys.argv[1], sys.argv[2]
+fd = os.open(path, os.O_RDWR)
+def getlk(start, length):
+    r = fcntl.fcntl(fd, fcntl.F_GETLK, struct.pack('hhqqi', fcntl.F_WRLCK, 0, start, length, 0))
+    t, _, s, l, p = struct.unpack('hhqqi', r)
+    return t, s, l, p
+if role == 'hold':
+    fcntl.lockf(fd, fcntl.LOCK_EX, 10, 10)       # bytes 10..19
+    print('holding', os.getpid(), flush=True)
+    while not os.path.exists(sys.argv[3]): time.sleep(0.05)
+    with open(sys.argv[4], 'a') as f: f.write('holder-unlocks\\n')
+    fcntl.lockf(fd, fcntl.LOCK_UN, 10, 10)
+    time.sleep(600)
+elif role == 'probe':
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 5, 12)
+        print('overlap granted')
+    except OSError as e:
+        print('overlap refused', e.errno)
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 0)     # bytes 0..9: free
+    fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 10, 20)    # bytes 20..29: free
+    t, s, l, p = getlk(0, 0)
+    print('getlk', t == fcntl.F_WRLCK, s, l, p, flush=True)
+    fcntl.lockf(fd, fcntl.LOCK_EX, 1, 15)                     # waits for the holder
+    with open(sys.argv[3], 'a') as f: f.write('waiter-got\\n')
+elif role == 'dup-close':
+    fcntl.lockf(fd, fcntl.LOCK_EX, 0, 0)
+    other = os.open(path, os.O_RDONLY)
+    os.close(other)                                           # POSIX: drops all of this process's locks
+    print('closed', flush=True)
+    time.sleep(600)
+`);
+    const release = `${scratch}/release-rl`;
+    const holder = background(`${run} ${m1}/rl hold ${release} ${scratch}/rl-order`);
+    try {
+      await holder.waitFor(/holding/);
+      const holderPid = holder.lines.find((l) => l.startsWith('holding'))!.split(' ')[1];
+      const probe = background(`${run} ${m2}/rl probe ${scratch}/rl-order`);
+      try {
+        await probe.waitFor(/^getlk/);
+        expect(probe.lines).toEqual(['overlap refused 11', `getlk True 10 10 ${holderPid}`]);
+        await ok(`touch ${release}`); // the probe now waits in F_SETLKW until the holder unlocks
+        expect(await probe.exited).toBe(0);
+      } finally {
+        await probe.stop();
+      }
+      expect(await ok(`cat ${scratch}/rl-order`)).toBe('holder-unlocks\nwaiter-got\n');
+    } finally {
+      await holder.stop();
+    }
+    const closer = background(`${run} ${m1}/rl dup-close`);
+    try {
+      await closer.waitFor(/closed/);
+      await ok(`python3 -c "import fcntl, os; fcntl.lockf(os.open('${m2}/rl', os.O_RDWR), fcntl.LOCK_EX | fcntl.LOCK_NB)"`);
+    } finally {
+      await closer.stop();
+    }
+  });
+
+  it('the locks of a mount that dies are released', async () => {
+    const m3 = await c.mount();
+    const dying = c.mounts[c.mounts.length - 1];
+    await ok(`touch ${m3}/dl`);
+    const holder = background(`flock ${m3}/dl -c 'echo holding; sleep 600'`);
+    try {
+      await holder.waitFor(/holding/);
+      expect((await sh(`flock -n ${m1}/dl true`)).code).toBe(1);
+      await c.kill(dying, 'SIGKILL');
+      await until(async () => (await sh(`flock -n ${m1}/dl true`)).code === 0, "the dead mount's lock to be dropped");
+    } finally {
+      await sh(`fusermount -uz ${m3}`);
+      await holder.stop();
+    }
+  });
+});
