@@ -14,10 +14,11 @@ import { GfsError, asGfsError } from '../protocol/errors.js';
 import type { ChunkHandle, ServerAddress } from '../protocol/messages.js';
 import type { GfsClient } from './client.js';
 
+/** Buffered bytes [start, end) of the file, in buf[0, end - start); buf may have room to spare. */
 interface Extent {
   start: number;
   end: number;
-  bufs: Buffer[];
+  buf: Buffer;
 }
 
 interface Batch {
@@ -36,6 +37,8 @@ interface Window {
 const MAX_WINDOWS = 4;
 const MAX_BATCHES_IN_FLIGHT = 4;
 const MIN_READ_AHEAD = 256 * 1024;
+/** A write at least this big starts an extent with room for a whole batch. */
+const STREAM_WRITE = 64 * 1024;
 
 const overlaps = (a: { start: number; end: number }, b: { start: number; end: number }) => a.start < b.end && b.start < a.end;
 
@@ -80,7 +83,7 @@ export class OpenFile {
     const gen = this.gen;
     await this.client.flushInode(this.ino, false);
     // The kernel reads ahead with several requests at once, not always in order: near enough counts.
-    const sequential = this.readEnd >= 0 && Math.abs(pos - this.readEnd) <= 2 * 1024 * 1024;
+    const sequential = this.readEnd >= 0 && Math.abs(pos - this.readEnd) <= this.client.cfg.readAheadBytes;
     this.readEnd = Math.max(sequential ? this.readEnd : 0, pos + len);
     this.readAhead = sequential ? Math.min(Math.max(this.readAhead * 2, MIN_READ_AHEAD), this.client.cfg.readAheadBytes) : 0;
     let w = this.windows.find((x) => x.gen === this.gen && pos >= x.start && pos + len <= x.end);
@@ -97,27 +100,40 @@ export class OpenFile {
   async write(pos: number, data: Buffer): Promise<number> {
     this.throwIfFailed();
     this.client.invalidateReads(this.ino);
-    // The kernel reuses its buffer once we answer: keep a copy.
-    const copy = Buffer.from(data);
+    // The kernel reuses its buffer once we answer: what we keep is a copy.
     if (this.append) {
-      if (this.recordsLen + copy.length > this.client.maxRecordBytes) await this.sendRecords();
-      this.records.push(copy);
-      this.recordsLen += copy.length;
-      return copy.length;
+      if (this.recordsLen + data.length > this.client.maxRecordBytes) await this.sendRecords();
+      this.records.push(Buffer.from(data));
+      this.recordsLen += data.length;
+      return data.length;
     }
-    const end = pos + copy.length;
+    const end = pos + data.length;
     const last = this.extents[this.extents.length - 1];
     if (last && last.end === pos) {
-      last.bufs.push(copy);
+      this.grow(last, data.length);
+      data.copy(last.buf, last.end - last.start);
       last.end = end;
     } else {
       // A rewrite of buffered bytes: send what is buffered first, so the order of writes holds.
       if (this.extents.some((e) => overlaps(e, { start: pos, end }))) await this.sendBuffered();
-      this.extents.push({ start: pos, end, bufs: [copy] });
+      // A large write is likely the first of a stream: room for a whole batch, copied once.
+      const room = data.length >= STREAM_WRITE ? Math.max(data.length, this.client.cfg.writeBufferBytes) : data.length;
+      const buf = Buffer.allocUnsafe(room);
+      data.copy(buf);
+      this.extents.push({ start: pos, end, buf });
     }
-    this.buffered += copy.length;
+    this.buffered += data.length;
     if (this.buffered >= this.client.cfg.writeBufferBytes) await this.sendBuffered();
-    return copy.length;
+    return data.length;
+  }
+
+  /** Make room for more bytes at the end of an extent (doubling, so copies stay few). */
+  private grow(e: Extent, more: number): void {
+    const used = e.end - e.start;
+    if (used + more <= e.buf.length) return;
+    const buf = Buffer.allocUnsafe(Math.max(used + more, e.buf.length * 2));
+    e.buf.copy(buf, 0, 0, used);
+    e.buf = buf;
   }
 
   /** Everything written so far is on every replica and the master knows the size. */
@@ -191,7 +207,7 @@ export class OpenFile {
       .then(() =>
         this.client.io.write(
           this.ino,
-          extents.map((e) => ({ start: e.start, data: e.bufs.length === 1 ? e.bufs[0] : Buffer.concat(e.bufs) })),
+          extents.map((e) => ({ start: e.start, data: e.buf.subarray(0, e.end - e.start) })),
           this.touched,
         ),
       )

@@ -6,6 +6,11 @@
 //   [2, id, code, message]   its error (code is an ErrorCode)
 // A frame that does not decode, or a request of an unknown type, gets an EPROTO error (id 0 when the
 // id itself is unreadable) and the connection stays up; a frame over maxFrameBytes closes it (ws 1009).
+//
+// Bulk data: when a request or reply body has a large `data` Buffer, the frame is sent as
+//   0xc1, u32 header length, the msgpack frame without data, then the data bytes as they are
+// (0xc1 is the one byte msgpack never uses). The data is then never copied into an encoding
+// buffer on the way out, and is a view of the received message on the way in.
 
 import { Packr } from 'msgpackr';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -17,6 +22,40 @@ import type { Logger } from '../log.js';
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 export const encode = (value: unknown): Buffer => packr.pack(value);
 export const decode = (frame: Buffer): unknown => packr.unpack(frame);
+
+const TAIL_MARK = 0xc1;
+/** Bodies with data at least this big carry it as a raw tail. */
+const TAIL_MIN = 64 * 1024;
+
+/** The body of a frame, where a `data` field would be: [0, id, type, body] or [1, id, body]. */
+const bodyAt = (frame: unknown[]): number => (frame[0] === 0 ? 3 : frame[0] === 1 ? 2 : -1);
+
+/** A frame as the parts to send: one encoded buffer, or a header and a raw data tail. */
+function encodeFrame(frame: unknown[]): Buffer[] {
+  const at = bodyAt(frame);
+  const body = at >= 0 ? (frame[at] as { data?: unknown } | undefined) : undefined;
+  const data = body?.data;
+  if (!Buffer.isBuffer(data) || data.length < TAIL_MIN) return [encode(frame)];
+  const header = encode(frame.map((v, i) => (i === at ? { ...body, data: null } : v)));
+  const lead = Buffer.allocUnsafe(5);
+  lead[0] = TAIL_MARK;
+  lead.writeUInt32BE(header.length, 1);
+  return [Buffer.concat([lead, header]), data];
+}
+
+/** The frame in a received message (throws on a malformed one). */
+function decodeFrame(msg: Buffer): unknown {
+  if (msg.length === 0 || msg[0] !== TAIL_MARK) return decode(msg);
+  const len = msg.length >= 5 ? msg.readUInt32BE(1) : -1;
+  if (len < 0 || 5 + len > msg.length) throw new Error('bad tail frame');
+  const frame = decode(msg.subarray(5, 5 + len));
+  if (!Array.isArray(frame)) throw new Error('bad tail frame');
+  const at = bodyAt(frame);
+  const body = frame[at];
+  if (at < 0 || typeof body !== 'object' || body === null) throw new Error('tail frame without a body');
+  (body as { data: Buffer }).data = msg.subarray(5 + len);
+  return frame;
+}
 
 export type Handlers<A extends Api<A>> = {
   [K in keyof A]?: (req: A[K][0], peer: Peer<any, any>) => Promise<A[K][1]> | A[K][1];
@@ -88,14 +127,16 @@ export class Peer<Remote extends Api<Remote>, Local extends Api<Local> = Record<
 
   private send(frame: unknown[]): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
-    this.ws.send(encode(frame), { binary: true });
+    const parts = encodeFrame(frame);
+    // Two fragments of one message: ws writes each straight to the socket, no joined copy.
+    for (let i = 0; i < parts.length; i++) this.ws.send(parts[i], { binary: true, fin: i === parts.length - 1 });
   }
 
   private onFrame(data: Buffer, isBinary: boolean): void {
     let frame: unknown;
     try {
       if (!isBinary) throw new Error('text frame');
-      frame = decode(data);
+      frame = decodeFrame(data);
     } catch {
       this.send([2, 0, 'EPROTO', 'malformed frame']);
       return;

@@ -101,6 +101,8 @@ export interface MountOptions {
   fsname?: string;
   maxWrite?: number; // bytes per write request (big_writes is on whenever this is above 4096)
   maxRead?: number;
+  /** How far the kernel reads ahead of a sequential reader (bytes): more requests in flight at once. */
+  maxReadahead?: number;
   attrTimeout?: number; // seconds, 0 allowed (kernel attribute cache time-out)
   entryTimeout?: number; // seconds, 0 allowed
   negativeTimeout?: number;

@@ -178,6 +178,10 @@ export function fuseArgs(opts: MountOptions): string[] {
     if (!Number.isInteger(opts.maxRead) || opts.maxRead < 4096) throw new RangeError(`maxRead must be an integer >= 4096`);
     o.push(`max_read=${opts.maxRead}`);
   }
+  if (opts.maxReadahead !== undefined) {
+    if (!Number.isInteger(opts.maxReadahead) || opts.maxReadahead < 4096) throw new RangeError(`maxReadahead must be an integer >= 4096`);
+    o.push(`max_readahead=${opts.maxReadahead}`);
+  }
   checkSeconds("attrTimeout", opts.attrTimeout);
   checkSeconds("entryTimeout", opts.entryTimeout);
   checkSeconds("negativeTimeout", opts.negativeTimeout);
