@@ -146,6 +146,13 @@ function memFs(calls: Call[]): FuseOps {
       files.set(dest, n);
       cb(0);
     },
+    link(src, dest, cb) {
+      rec("link", src, dest);
+      const n = files.get(src);
+      if (!n) return cb(-E.ENOENT);
+      files.set(dest, n);
+      cb(0);
+    },
     mkdir(p, mode, cb) { rec("mkdir", p, mode); files.set(p, node(0o40000 | mode)); cb(0); },
     rmdir(p, cb) { rec("rmdir", p); cb(files.delete(p) ? 0 : -E.ENOENT); },
     lock(p, fd, cmd, lock, owner, cb) {
@@ -153,7 +160,16 @@ function memFs(calls: Call[]): FuseOps {
       if (cmd === F_GETLK) return cb(0, { ...lock, type: F_UNLCK } satisfies PosixLock);
       cb(0);
     },
-    flock(p, fd, op, owner, cb) { rec("flock", p, fd, op, owner); cb(0); },
+    flock(p, fd, op, owner, cb, signal) {
+      rec("flock", p, fd, op, owner);
+      // "/held" is always locked by someone else: a blocking request waits until interrupted.
+      if (p !== "/held" || op === LOCK_UN) return cb(0);
+      if (op & 4 /* LOCK_NB */) return cb(-E.EWOULDBLOCK);
+      signal?.addEventListener("abort", () => {
+        rec("flock-aborted", p);
+        cb(-E.EINTR);
+      });
+    },
   };
 }
 
@@ -295,6 +311,37 @@ describe("fuse-native fork (libfuse 2.9)", () => {
     const ex = of("flock").find((c) => c.args[2] === LOCK_EX)!;
     const unlock = of("flock").find((c) => c.args[2] === LOCK_UN)!;
     expect(unlock.args[3]).toBe(ex.args[3]); // same lock owner
+  });
+
+  test("a blocking flock gets an AbortSignal that fires when the waiting process is interrupted", async () => {
+    await sh(`: > ${M}/held`);
+    calls.length = 0;
+    const r = await sh(`timeout -s INT 0.5 flock ${M}/held true`);
+    expect(r.code).toBe(124); // killed by the signal while waiting, not stuck in the kernel
+    await waitFor(() => of("flock-aborted").length === 1);
+    expect(of("flock-aborted")).toHaveLength(1);
+    expect((await sh(`flock -n ${M}/held true`)).code).toBe(1); // non-blocking: no signal, EWOULDBLOCK
+  });
+
+  test("rename over an open file: the hidden name is a link, so the target never goes missing", async () => {
+    await sh(`echo old > ${M}/tgt && echo new > ${M}/src`);
+    calls.length = 0;
+    const r = await sh(`exec 3<${M}/tgt; mv ${M}/src ${M}/tgt && cat ${M}/tgt && cat <&3`);
+    expect(r.stdout).toBe("new\nold\n");
+    const hide = of("link").find((c) => c.args[0] === "/tgt" && String(c.args[1]).startsWith("/.fuse_hidden"));
+    expect(hide).toBeDefined();
+    expect(of("rename").map((c) => c.args)).toEqual([["/src", "/tgt"]]); // and no rename of /tgt away
+    // Unlinking an open file still hides it by a real rename (the name must go).
+    calls.length = 0;
+    const u = await sh(`exec 3<${M}/tgt; rm ${M}/tgt && test ! -e ${M}/tgt && cat <&3`);
+    expect(u.stdout).toBe("new\n");
+    expect(of("rename").map((c) => c.args[0])).toEqual(["/tgt"]);
+    expect(of("link")).toHaveLength(0);
+    // A rename of the user's own to a name that merely looks hidden is a rename.
+    calls.length = 0;
+    const own = await sh(`echo z > ${M}/plain && mv ${M}/plain ${M}/.fuse_hiddenmine && test ! -e ${M}/plain && cat ${M}/.fuse_hiddenmine`);
+    expect(own.stdout).toBe("z\n");
+    expect(of("link")).toHaveLength(0);
   });
 
   test("python fcntl.lockf reaches the lock handler (F_SETLK/F_SETLKW/F_GETLK, range, owner)", async () => {

@@ -72,6 +72,9 @@ describe('hard links', () => {
     const [a, b] = [await stat('%h %i', `${m1}/ha`), await stat('%h %i', `${m1}/hb`)];
     expect(a).toBe(b);
     expect(a.split(' ')[0]).toBe('2');
+    // readdir's d_ino is the same number (python's scandir reads it without a stat).
+    const dIno = await ok(`python3 -c "import os; print(sorted(e.inode() for e in os.scandir('${m1}') if e.name in ('ha', 'hb')))"`);
+    expect(dIno.trim()).toBe(`[${a.split(' ')[1]}, ${a.split(' ')[1]}]`);
     await ok(`echo two >> ${m1}/hb`);
     expect(await ok(`cat ${m1}/ha`)).toBe('one\ntwo\n');
     expect(await stat('%h', `${m2}/ha`)).toBe('2');
@@ -201,6 +204,15 @@ describe('extended attributes', () => {
     // cp -a carries them over.
     await ok(`cp -a ${m1}/xa ${m1}/xa-copy`);
     expect(await ok(`getfattr --only-values -n user.color ${m1}/xa-copy`)).toBe('green');
+    const all = (name: string) => ok(`cd ${m2} && getfattr -d ${name} | tail -n +2`);
+    const before = await all('xa');
+    expect(before).toMatch(/^user\.blob=0s.*\nuser\.color="green"\n\n$/);
+    expect(await all('xa-copy')).toBe(before);
+    // They are in the master's op log: a master killed and restarted still has them.
+    await c.kill(c.master, 'SIGKILL');
+    await c.restartMaster();
+    expect(await all('xa')).toBe(before);
+    expect(await all('xa-copy')).toBe(before);
   });
 });
 

@@ -3,7 +3,8 @@
 // hangs forever nor fails at the first hiccup.
 
 import { GfsError, asGfsError } from '../protocol/errors.js';
-import type { MasterClientApi } from '../protocol/messages.js';
+import { randomBytes } from 'node:crypto';
+import { retriedRequests, type MasterClientApi } from '../protocol/messages.js';
 import { connect, type Peer } from '../protocol/rpc.js';
 import type { GfsConfig } from '../config.js';
 import type { Logger } from '../log.js';
@@ -37,9 +38,13 @@ export async function withRetry<T>(retryMs: number, retry: (e: GfsError) => bool
   }
 }
 
+const retried = new Set<string>(retriedRequests);
+
 export class MasterLink {
   private peer: Promise<MasterPeer> | null = null;
   private closed = false;
+  private readonly clientId = randomBytes(8).toString('hex');
+  private seq = 0;
 
   constructor(
     readonly url: string,
@@ -54,6 +59,8 @@ export class MasterLink {
 
   /** timeoutMs: how long one attempt may wait for its reply (a lock wait has none: pass Infinity). */
   call<K extends keyof MasterClientApi & string>(type: K, body: MasterClientApi[K][0], retry: (e: GfsError) => boolean = isUnreachable, timeoutMs?: number): Promise<MasterClientApi[K][1]> {
+    // A namespace change may be applied and its reply lost: every try carries the same request id.
+    if (retried.has(type)) body = { ...(body as object), rid: `${this.clientId}-${++this.seq}` } as unknown as MasterClientApi[K][0];
     return withRetry(this.cfg.clientRetryMs, retry, async () => (await this.get()).call(type, body, timeoutMs));
   }
 

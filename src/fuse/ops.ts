@@ -43,6 +43,10 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
     reply(work(f), cb);
   };
 
+  /** A directory's stat for "." or ".." in a listing; only its type if it cannot be looked up. */
+  const dirStat = (path: string): Promise<Stat> =>
+    client.lookup(path).then(toStat, (): Stat => ({ mode: 0o40755, uid: 0, gid: 0, size: 4096, nlink: 2, atime: [0, 0], mtime: [0, 0], ctime: [0, 0] }));
+
   return {
     getattr: (path, cb) => reply(client.lookup(path).then(toStat), cb),
     fgetattr: (path, fd, cb) => {
@@ -50,12 +54,13 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
       reply((f ? client.getattr(f.ino) : client.lookup(path)).then(toStat), cb);
     },
     readdir: (path, cb) =>
-      // "." and ".." need their inode numbers too (d_ino, with use_ino): usually cached look-ups.
-      Promise.all([client.readdir(path), client.lookup(path), client.lookup(path.slice(0, Math.max(1, path.lastIndexOf('/'))))]).then(
+      // "." and ".." need their inode numbers too (d_ino, with use_ino): usually cached look-ups,
+      // and not worth failing the listing for.
+      Promise.all([client.readdir(path), dirStat(path), dirStat(path.slice(0, Math.max(1, path.lastIndexOf('/'))))]).then(
         ([entries, self, parent]) => {
           const names = ['.', '..', ...entries.map((e) => e.name)];
           const stats: Stat[] = entries.map((e) => toStat(e.attr));
-          cb(0, names, [toStat(self), toStat(parent), ...stats]);
+          cb(0, names, [self, parent, ...stats]);
         },
         (e) => cb(toErrno(e)),
       ),

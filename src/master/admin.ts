@@ -8,7 +8,7 @@ import type { Cluster } from './cluster.js';
 import type { Namespace } from './namespace.js';
 import type { Repair } from './repair.js';
 
-export function adminHandlers(ns: Namespace, cluster: Cluster, repair: Repair, log: Logger): Pick<Handlers<MasterApi>, 'status' | 'drain'> {
+export function adminHandlers(ns: Namespace, cluster: Cluster, repair: Repair, replication: number, log: Logger): Pick<Handlers<MasterApi>, 'status' | 'drain'> {
   return {
     status: () => ({
       chunkservers: cluster.status(Date.now()),
@@ -27,6 +27,8 @@ export function adminHandlers(ns: Namespace, cluster: Cluster, repair: Repair, l
       if (cancel) {
         if (cluster.draining.delete(s.id)) log.info(`chunkserver ${s.address} is no longer draining`);
       } else if (!cluster.draining.has(s.id)) {
+        const left = cluster.eligible(new Set([s.id])).length;
+        if (left < replication) throw new GfsError('EINVAL', `draining ${s.address} would leave ${left} chunkservers for ${replication} replicas of each chunk`);
         cluster.draining.add(s.id);
         log.info(`draining chunkserver ${s.address}: its ${s.chunks.size} replicas move elsewhere`);
       }

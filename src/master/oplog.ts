@@ -64,6 +64,8 @@ export class OpLog {
     chunkSize: number,
     checkpointEvery: number,
     snapshotOf: (ns: Namespace) => () => NamespaceImage,
+    /** Sees every replayed op (e.g. to rebuild the request ids of recent changes). */
+    onReplay: (op: NsOp) => void = () => {},
   ): Promise<{ ns: Namespace; log: OpLog; recovered: boolean; replayed: number }> {
     let ns = new Namespace();
     let gen = 0;
@@ -85,6 +87,7 @@ export class OpLog {
       for (const op of parseRecords(buf)) {
         try {
           ns.apply(op);
+          onReplay(op);
         } catch (e) {
           // Only a bug can make a logged op invalid; keep the rest of the namespace rather than none.
           process.stderr.write(`master WARN replay of ${op.t} failed: ${(e as Error).message}\n`);

@@ -51,6 +51,8 @@ export class Repair implements Pending {
   private readonly corrupt = new Map<ChunkHandle, Set<string>>();
   /** Moves that landed: handle → the server whose replica is now surplus. */
   private readonly leaving = new Map<ChunkHandle, string>();
+  /** Under-replicated chunks the last tick found, fewest replicas first, not yet being copied. */
+  private backlog: ChunkHandle[] = [];
 
   constructor(
     private readonly ns: Namespace,
@@ -81,6 +83,7 @@ export class Repair implements Pending {
       } else current.add(handle); // (a version above ours cannot be: every bump is logged first)
     }
     for (const h of server.chunks) if (!current.has(h)) this.cluster.removeReplica(h, server);
+    let settled = false;
     for (const h of current) {
       this.cluster.addReplica(h, server);
       // The server itself says this replica is good: a fresh copy replaced the bad one there.
@@ -89,25 +92,33 @@ export class Repair implements Pending {
       const c = this.copies.get(h);
       if (c?.target === server.id) {
         this.copies.delete(h);
+        settled = true;
         if (c.from !== undefined) this.leaving.set(h, c.from);
       }
     }
     for (const h of corrupt) {
       reported.add(h);
-      this.markCorrupt(h, server);
+      if (this.ns.versions.has(h)) this.markCorrupt(h, server);
+      else remove.push([h, Number.MAX_SAFE_INTEGER]); // a bad replica of no file's chunk: just garbage
     }
     if (replicating) {
       const working = new Set(replicating);
       for (const [h, c] of this.copies) {
         if (c.target !== server.id || !c.delivered || current.has(h)) continue;
         if (working.has(h)) c.startedAt = Date.now();
-        else this.copies.delete(h); // it failed there (the target logged why): schedule it again
+        else {
+          this.copies.delete(h); // it failed there (the target logged why): schedule it again
+          settled = true;
+        }
       }
     }
     for (const [h] of remove) if (!this.ns.versions.has(h)) this.leases.forgetMissed(h, server.id);
     for (const h of this.leases.distrustedOn(server.id)) if (!reported.has(h)) this.leases.forgetMissed(h, server.id);
     if (stale > 0) this.log.info(`${server.address} holds ${stale} stale replica(s) (older version): deleting them`);
     if (remove.length) this.queue(server.id, { op: 'delete', chunks: remove });
+    // Copies finished: start the next ones now (this server's go out in this very reply) rather
+    // than at the next tick, so that recovery runs at copy speed, not at tick speed.
+    if (settled) this.refill(Date.now());
   }
 
   /** A replica a reader found bad: it no longer counts, and is deleted once replaced. */
@@ -150,12 +161,8 @@ export class Repair implements Pending {
       }
     }
     needy.sort((a, b) => a[1] - b[1]); // fewest counted replicas first
-    for (const [handle] of needy) {
-      if (this.copies.size >= this.cap()) break;
-      // Only short because a replica sits on a server being drained: a move off that server.
-      const drained = this.cluster.replicasOf(handle).find((s) => this.cluster.isDraining(s));
-      this.scheduleCopy(handle, now, undefined, drained);
-    }
+    this.backlog = needy.map(([h]) => h);
+    this.refill(now);
     if (needy.length === 0 && this.corrupt.size === 0) {
       const room = (s: Chunkserver) => this.cfg.copiesPerServer - this.incoming(s.id);
       for (const m of planMoves(this.cluster, this.cfg.replication, this.cap() - this.copies.size, room, this.movable)) {
@@ -216,6 +223,22 @@ export class Repair implements Pending {
     return Math.max(1, this.cfg.copiesPerServer * this.cluster.alive().length);
   }
 
+  /** Copies for the backlog, in its order, up to the cap; those placed (or no longer needed) leave it. */
+  private refill(now: number): void {
+    const rest: ChunkHandle[] = [];
+    let i = 0;
+    // (rest.length bounds the work when every target is busy: the rest waits for the next call)
+    for (; i < this.backlog.length && this.copies.size < this.cap() && rest.length < 1000; i++) {
+      const h = this.backlog[i];
+      if (!this.ns.versions.has(h) || this.copies.has(h) || this.cluster.countedReplicasOf(h).length >= this.cfg.replication) continue;
+      if (this.leases.active(h)) continue; // the next tick looks again
+      // Only short because a replica sits on a server being drained: a move off that server.
+      const drained = this.cluster.replicasOf(h).find((s) => this.cluster.isDraining(s));
+      if (!this.scheduleCopy(h, now, undefined, drained)) rest.push(h); // no room on a target now
+    }
+    this.backlog = rest.concat(this.backlog.slice(i));
+  }
+
   /** Whether a chunk may be moved to `to` now (for rebalance.ts). */
   private readonly movable = (handle: ChunkHandle, to: Chunkserver): boolean =>
     !this.copies.has(handle) &&
@@ -224,9 +247,10 @@ export class Repair implements Pending {
     !this.corrupt.get(handle)?.has(to.id) &&
     !this.leases.distrustedFor(handle).includes(to.id);
 
-  private scheduleCopy(handle: ChunkHandle, now: number, to?: Chunkserver, from?: Chunkserver): void {
+  /** Queue a copy of handle (to `to`, or the best target); false when no target has room. */
+  private scheduleCopy(handle: ChunkHandle, now: number, to?: Chunkserver, from?: Chunkserver): boolean {
     const holders = this.cluster.replicasOf(handle);
-    if (holders.length === 0) return;
+    if (holders.length === 0) return false;
     let target = to;
     if (!target) {
       const exclude = new Set(holders.map((s) => s.id));
@@ -242,12 +266,13 @@ export class Repair implements Pending {
         target = pick();
       }
     }
-    if (!target) return;
+    if (!target) return false;
     const sources = nearestFirst(holders, (s) => s.address, target.address);
     this.copies.set(handle, { target: target.id, startedAt: now, delivered: false, ...(from ? { from: from.id } : {}) });
     this.queue(target.id, { op: 'replicate', handle, version: this.ns.versions.get(handle)!, from: sources.map((s) => s.address) });
     const why = from ? (this.cluster.isDraining(from) ? `draining ${from.address}` : `rebalancing from ${from.address}`) : `${this.cluster.countedReplicasOf(handle).length} counted`;
     this.log.info(`copying chunk ${handle} (${why}) to ${target.address}`);
+    return true;
   }
 
   private dropBadCopies(handle: ChunkHandle): void {

@@ -15,6 +15,7 @@ import { nowTimespec, type NsOp } from './ops.js';
 import { Repair } from './repair.js';
 import { adminHandlers } from './admin.js';
 import { Trash } from './trash.js';
+import { Replies } from './replies.js';
 import { LockTable, lockHandlers } from './locks.js';
 import { xattrHandlers } from './xattrs.js';
 
@@ -41,7 +42,8 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const log = opts.log ?? logger('master');
   await mkdir(opts.dataDir, { recursive: true });
   const t0 = Date.now();
-  const { ns, log: oplog, recovered, replayed } = await OpLog.open(opts.dataDir, cfg.chunkSize, cfg.checkpointEvery, (n) => () => n.image());
+  const replies = new Replies();
+  const { ns, log: oplog, recovered, replayed } = await OpLog.open(opts.dataDir, cfg.chunkSize, cfg.checkpointEvery, (n) => () => n.image(), (op) => replies.replayed(op));
   log.info(`namespace loaded: ${ns.fileCount} inodes, ${ns.versions.size} chunks, ${replayed} log records replayed in ${Date.now() - t0} ms`);
 
   const cluster = new Cluster(cfg.deadAfterMs, cfg.chunkSize);
@@ -52,7 +54,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   /** Apply a namespace op now and answer once it is durable. */
   async function mutate(op: NsOp): Promise<Inode | undefined> {
     const node = ns.apply(op);
-    await commit(op);
+    await commit(replies.tag(op)); // with the request id of a retried request (replies.ts)
     return node;
   }
   const attrOf = (node: Inode | undefined): Attr => ns.attr(node!);
@@ -184,7 +186,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     },
     ...xattrHandlers(ns, mutate),
     ...lockHandlers(new LockTable(), (ino) => void ns.get(num(ino, 'ino'))),
-    ...adminHandlers(ns, cluster, repair, log),
+    ...adminHandlers(ns, cluster, repair, cfg.replication, log),
     ...trash.handlers(),
     // ---------------------------------------------------------- chunkservers
     register: (req, peer) => {
@@ -228,7 +230,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
 
   const server = await RpcServer.listen<MasterApi>(
     { host: opts.host, port: opts.port, maxFrameBytes: cfg.maxFrameBytes, timeoutMs: cfg.rpcTimeoutMs, log },
-    handlers,
+    replies.wrap(handlers, ns),
   );
   const timer = setInterval(() => {
     const now = Date.now();

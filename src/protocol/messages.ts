@@ -146,6 +146,18 @@ export type MasterCommand =
   | { op: 'delete'; chunks: ChunkReport[] }
   | { op: 'replicate'; handle: ChunkHandle; version: number; from: ServerAddress[] };
 
+/**
+ * Namespace changes a client sends again when it lost the reply (the master died, the connection
+ * dropped). Their bodies may carry `rid` (RequestId), unique per client and request, the same on
+ * every try; the master logs it with the change and answers a repeated rid with the first outcome
+ * instead of applying the change twice: a retried O_EXCL create does not fail with EEXIST on the
+ * file it made, a retried unlink does not fail with ENOENT.
+ */
+export const retriedRequests = ['mkdir', 'create', 'unlink', 'rmdir', 'rename', 'link', 'symlink'] as const;
+export interface RequestId {
+  rid?: string;
+}
+
 /** Requests a client (or the CLI) sends to the master. Paths are absolute, '/'-separated. */
 export interface MasterClientApi {
   lookup: [{ path: string }, Attr];

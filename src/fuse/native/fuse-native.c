@@ -291,6 +291,8 @@ static void fill_statvfs (struct statvfs *s, const double *a) {
 /* libfuse called them (a rename that hides an open file for unlink or for rename-over) and which */
 /* kernel inode a lock is on (to drop its page cache), and the reply can be corrected (ESTALE).  */
 
+/* (libfuse reads through the channel unless the splice_read option is given, which we never do.) */
+
 /* struct fuse_in_header / fuse_out_header of the kernel ABI (<linux/fuse.h>; libfuse 2 does not */
 /* install its copy, and the kernel's clashes with libfuse's names).                            */
 struct raw_in_header { uint32_t len; uint32_t opcode; uint64_t unique; uint64_t nodeid;
@@ -305,6 +307,7 @@ enum {
 static __thread uint32_t cur_opcode;
 static __thread uint64_t cur_unique;
 static __thread uint64_t cur_nodeid;
+static __thread char cur_rename_to[256]; /* FUSE_RENAME: the new name (last component) */
 
 /* Requests on an inode the kernel already holds (not on a name in a directory). */
 static int names_no_entry (uint32_t opcode) {
@@ -341,6 +344,18 @@ restart:
   cur_opcode = in->opcode;
   cur_unique = in->unique;
   cur_nodeid = in->nodeid;
+  cur_rename_to[0] = '\0';
+  if (in->opcode == RAW_RENAME) {
+    /* body: struct fuse_rename_in { u64 newdir; }, then "oldname\0newname\0" */
+    const char *names = buf + sizeof(struct raw_in_header) + 8;
+    const char *end = buf + res;
+    const char *old_end = names < end ? memchr(names, '\0', (size_t) (end - names)) : NULL;
+    if (old_end != NULL && old_end + 1 < end) {
+      const char *to = old_end + 1;
+      size_t n = strnlen(to, (size_t) (end - to));
+      if (n < sizeof(cur_rename_to)) { memcpy(cur_rename_to, to, n); cur_rename_to[n] = '\0'; }
+    }
+  }
   return (int) res;
 }
 
@@ -355,6 +370,8 @@ static int chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t cou
     if (out->unique != 0 && out->unique == cur_unique && out->error == -ENOENT && names_no_entry(cur_opcode)) {
       out->error = -ESTALE;
     }
+    /* This thread's request is answered: forget it, so that nothing can act on a stale opcode. */
+    if (out->unique != 0 && out->unique == cur_unique) cur_opcode = 0, cur_unique = 0, cur_nodeid = 0, cur_rename_to[0] = '\0';
   }
   ssize_t res = writev(fuse_chan_fd(ch), iov, count);
   int err = errno;
@@ -384,9 +401,16 @@ static struct fuse_chan *own_channel (struct fuse_chan *kern) {
   return ch;
 }
 
-static int is_hidden_path (const char *path) {
-  const char *base = strrchr(path, '/');
-  return strncmp(base ? base + 1 : path, ".fuse_hidden", 12) == 0;
+static const char *base_name (const char *path) {
+  const char *slash = strrchr(path, '/');
+  return slash ? slash + 1 : path;
+}
+
+/* Is rename(src, dest) libfuse hiding the open target of the FUSE_RENAME being served (and not
+   that rename itself)? Then src is the request's new name and dest a fresh .fuse_hidden name. */
+static int hides_rename_target (const char *src, const char *dest) {
+  return cur_opcode == RAW_RENAME && cur_rename_to[0] != '\0' && strcmp(base_name(src), cur_rename_to) == 0 &&
+         strncmp(base_name(dest), ".fuse_hidden", 12) == 0 && strcmp(base_name(dest), cur_rename_to) != 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -557,7 +581,7 @@ static int fn_unlink (const char *path) {
 
 static int fn_rename (const char *src, const char *dest) {
   mount_t *m = (mount_t *) fuse_get_context()->private_data;
-  if (cur_opcode == RAW_RENAME && is_hidden_path(dest) && m->implemented[OP_LINK]) {
+  if (hides_rename_target(src, dest) && m->implemented[OP_LINK]) {
     /* rename(a, b) while b is open: libfuse first moves b to a .fuse_hidden name, then renames
        a to b, and between the two b does not exist. Linking b to the hidden name instead keeps b
        in place; the rename that follows then replaces it in one step, as rename(2) must. (For

@@ -1,0 +1,112 @@
+// The master killed (-9) and restarted under a running workload: it replays its op log, relearns
+// replica locations from the chunkservers, and the mount carries on without a remount. While it is
+// away, mount operations wait up to --client-retry-ms, then fail with EIO.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { ok, root, sh, TestCluster } from './helpers/cluster.js';
+import { replicationProblems, sleep, status, waitFor } from './helpers/faults.js';
+
+const gfs = `node ${join(root, 'dist/cli.js')}`;
+
+describe('master restart', () => {
+  let c: TestCluster;
+  let m: string;
+  let scratch: string;
+
+  beforeAll(async () => {
+    c = await TestCluster.start({
+      chunkservers: 3,
+      args: ['--chunk-size', '4M', '--heartbeat-ms', '500', '--dead-after-ms', '4000', '--lease-ms', '3000', '--trash-grace-ms', '600000'],
+    });
+    m = await c.mount();
+    scratch = join(c.dir, 'scratch');
+    await ok(`mkdir -p ${scratch}`);
+  });
+  afterAll(async () => {
+    await c?.stop();
+  });
+
+  it('kill -9 of the master during a write workload: namespace intact, every closed or fsynced file identical, the mount carries on', async () => {
+    await ok(`mkdir -p ${m}/tree/a/b && for i in $(seq 1 6); do head -c $((i * 300000)) /dev/urandom > ${scratch}/t$i; cp ${scratch}/t$i ${m}/tree/a/t$i; done && ln -s a/t1 ${m}/tree/link && chmod 600 ${m}/tree/a/t2`);
+    const listing = () => ok(`cd ${m} && find tree -printf '%p %y %s %m\\n' | sort`);
+    const before = await listing();
+
+    // Files written and closed one after another (every third fsync'd as well), and appended lines;
+    // each is recorded as acknowledged only once its command returned.
+    await ok(`cd ${scratch} && for i in $(seq 1 40); do head -c $((50000 + i * 40000)) /dev/urandom > w$i; done`);
+    const workload = sh(
+      `mkdir -p ${m}/w && cd ${scratch} && for i in $(seq 1 40); do ` +
+        `if [ $((i % 3)) = 0 ]; then dd if=w$i of=${m}/w/w$i bs=64K conv=fsync status=none || exit 1; else cp w$i ${m}/w/w$i || exit 1; fi; ` +
+        `echo "line $i" >> ${m}/w/log || exit 2; echo $i >> acked; done`,
+    );
+    const acked = async () => (await sh(`wc -l < ${scratch}/acked`)).stdout.trim();
+    await waitFor('the workload under way', 60_000, async () => Number(await acked()) >= 8);
+    await c.kill(c.master, 'SIGKILL');
+    const ackedAtKill = Number(await acked());
+    await sleep(1000);
+    await c.restartMaster();
+    const r = await workload;
+    expect(r.code, `${r.stderr}\n${c.mounts[0].stderr.slice(-20).join('\n')}`).toBe(0);
+    expect(ackedAtKill).toBeLessThan(40); // the kill did land in the middle of it
+
+    expect(await listing()).toBe(before);
+    await ok(`for i in $(seq 1 6); do cmp ${scratch}/t$i ${m}/tree/a/t$i || exit 1; done && for i in $(seq 1 40); do cmp ${scratch}/w$i ${m}/w/w$i || exit 1; done`);
+    expect((await ok(`cat ${m}/w/log`)).trim().split('\n')).toEqual(Array.from({ length: 40 }, (_, i) => `line ${i + 1}`));
+    const m2 = await c.mount(); // a fresh mount sees the same
+    await ok(`for i in $(seq 1 40); do cmp ${scratch}/w$i ${m2}/w/w$i || exit 1; done`);
+    const paths = [...Array.from({ length: 6 }, (_, i) => `/tree/a/t${i + 1}`), ...Array.from({ length: 40 }, (_, i) => `/w/w${i + 1}`)];
+    await waitFor('locations relearned: 3 replicas of every chunk', 30_000, async () => (await replicationProblems(c, paths, 3)) === '', () => replicationProblems(c, paths, 3));
+  });
+
+  it('a namespace change retried after a lost reply is applied once, also across a master restart', async () => {
+    const create = { path: '/excl', mode: 0o644, uid: 0, gid: 0, exclusive: true, rid: 'test-client-1' };
+    let peer = await c.masterPeer();
+    const first = await peer.call('create', create);
+    expect(await peer.call('create', create)).toEqual(first); // same id: the same answer, no EEXIST
+    await expect(peer.call('create', { ...create, rid: 'test-client-2' })).rejects.toMatchObject({ code: 'EEXIST' });
+    peer.close();
+    await c.kill(c.master, 'SIGKILL');
+    await c.restartMaster();
+    peer = await c.masterPeer();
+    try {
+      expect((await peer.call('create', create)).ino).toBe(first.ino); // the id came back from the op log
+      const unlink = { path: '/excl', rid: 'test-client-3' };
+      await peer.call('unlink', unlink);
+      await peer.call('unlink', unlink);
+      await expect(peer.call('unlink', { path: '/excl', rid: 'test-client-4' })).rejects.toMatchObject({ code: 'ENOENT' });
+    } finally {
+      peer.close();
+    }
+  });
+
+  it('a deleted file stays in the trash across a master restart, and `gfs undelete` brings it back identical', async () => {
+    await ok(`head -c 9000000 /dev/urandom > ${scratch}/u && cp ${scratch}/u ${m}/u && rm ${m}/u`);
+    expect((await sh(`ls ${m}/u`)).code).not.toBe(0);
+    await c.kill(c.master, 'SIGKILL');
+    await c.restartMaster();
+    expect(await ok(`${gfs} trash ${c.url}`)).toMatch(/\s\/u\n/);
+    expect(await ok(`${gfs} undelete ${c.url} /u`)).toMatch(/restored \/u/);
+    await ok(`cmp ${scratch}/u ${m}/u`);
+    const again = await sh(`${gfs} undelete ${c.url} /u`);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/^gfs: .*nothing deleted at \/u/);
+  });
+
+  it('while the master is away, an operation waits up to --client-retry-ms, then fails with EIO; then works again', async () => {
+    const m3 = await c.mount(['--client-retry-ms', '3000']);
+    await ok(`ls ${m3}/tree`);
+    await c.kill(c.master, 'SIGKILL');
+    const t0 = Date.now();
+    const r = await sh(`LC_ALL=C stat ${m3}/never-looked-up-before`, { timeoutMs: 60_000 });
+    const waited = Date.now() - t0;
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('Input/output error');
+    expect(waited).toBeGreaterThanOrEqual(2000); // not at once (it gives up when the next pause, up to 1 s, would pass the time-out)...
+    expect(waited).toBeLessThan(30_000); // ...and not forever
+    await c.restartMaster();
+    await waitFor('the mount back without a remount', 30_000, async () => (await sh(`ls ${m3}/tree/a`)).code === 0);
+    expect((await ok(`ls ${m3}/tree/a`)).split('\n')).toContain('t1');
+    await waitFor('the chunkservers registered again', 30_000, async () => (await status(c)).chunkservers.filter((s) => s.alive).length === 3);
+  });
+});
