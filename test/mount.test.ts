@@ -1,26 +1,15 @@
 // End to end through real FUSE mounts of a real cluster (one master, three chunkservers), driven
 // by ordinary shell tools.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ok, sh, TestCluster } from './helpers/cluster.js';
+import { ok, sh, withTwoMounts, type TestCluster } from './helpers/cluster.js';
 
-let c: TestCluster;
-let m1: string;
-let m2: string;
-let scratch: string;
-
+const env = withTwoMounts();
+let c: TestCluster, m1: string, m2: string, scratch: string;
 beforeAll(async () => {
-  c = await TestCluster.start();
-  m1 = await c.mount();
-  m2 = await c.mount();
-  scratch = join(c.dir, 'scratch');
-  await ok(`mkdir -p ${scratch}`);
-});
-
-afterAll(async () => {
-  await c?.stop();
+  ({ c, m1, m2, scratch } = env);
 });
 
 /** Chunk files (named from their handle) in a chunkserver's data dir. */

@@ -3,28 +3,17 @@
 // open-then-unlinked files, atomic rename, files over 4 GiB, permissions as an unprivileged user,
 // extended attributes, and fcntl/flock locks across processes and mounts.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { ok, sh, TestCluster } from './helpers/cluster.js';
+import { ok, sh, withTwoMounts, type TestCluster } from './helpers/cluster.js';
 import { asNobody, background, python, q, until } from './helpers/programs.js';
 
-let c: TestCluster;
-let m1: string;
-let m2: string;
-let scratch: string;
-
+const env = withTwoMounts();
+let c: TestCluster, m1: string, m2: string, scratch: string;
 beforeAll(async () => {
-  c = await TestCluster.start();
-  m1 = await c.mount();
-  m2 = await c.mount();
-  scratch = join(c.dir, 'scratch');
-  await ok(`mkdir -p ${scratch}`);
+  ({ c, m1, m2, scratch } = env);
   // mkdtemp made the cluster's directory 0700: let the unprivileged user reach the mounts in it.
   await ok(`chmod 711 ${c.dir}`);
-});
-
-afterAll(async () => {
-  await c?.stop();
 });
 
 const stat = async (fmt: string, path: string) => (await ok(`TZ=UTC0 stat -c ${q(fmt)} ${q(path)}`)).trim();

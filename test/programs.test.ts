@@ -2,27 +2,16 @@
 // local ext4 directory: tar, cp -a, rsync -a, git, sqlite3 (rollback journal and WAL, one and two
 // mounts) and make. Source trees are built in a scratch directory outside the mount.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ok, sh, TestCluster } from './helpers/cluster.js';
+import { ok, sh, withTwoMounts, type TestCluster } from './helpers/cluster.js';
 import { q } from './helpers/programs.js';
 
-let c: TestCluster;
-let m1: string;
-let m2: string;
-let scratch: string;
-
+const env = withTwoMounts();
+let c: TestCluster, m1: string, m2: string, scratch: string;
 beforeAll(async () => {
-  c = await TestCluster.start();
-  m1 = await c.mount();
-  m2 = await c.mount();
-  scratch = join(c.dir, 'scratch');
-  await ok(`mkdir -p ${scratch}`);
-});
-
-afterAll(async () => {
-  await c?.stop();
+  ({ c, m1, m2, scratch } = env);
 });
 
 /**

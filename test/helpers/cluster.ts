@@ -2,6 +2,7 @@
 // 127.0.0.1 with OS-picked ports, data in a temporary directory. Everything started is stopped by
 // pid, and every mount unmounted, in stop() — call it from afterAll/afterEach even on failure.
 
+import { afterAll, beforeAll } from 'vitest';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -168,4 +169,31 @@ export class TestCluster {
       });
     });
   }
+}
+
+export interface TwoMounts {
+  c: TestCluster;
+  m1: string;
+  m2: string;
+  /** A directory outside the mounts, for sources and expected copies. */
+  scratch: string;
+}
+
+/**
+ * A cluster with two mounts for a whole test file: started in beforeAll, stopped (unmounted,
+ * every process killed) in afterAll. The fields are filled once beforeAll has run.
+ */
+export function withTwoMounts(opts: ClusterOptions = {}): TwoMounts {
+  const env = {} as TwoMounts;
+  beforeAll(async () => {
+    env.c = await TestCluster.start(opts);
+    env.m1 = await env.c.mount();
+    env.m2 = await env.c.mount();
+    env.scratch = join(env.c.dir, 'scratch');
+    await mkdir(env.scratch, { recursive: true });
+  });
+  afterAll(async () => {
+    await env.c?.stop();
+  });
+  return env;
 }

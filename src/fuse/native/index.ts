@@ -25,17 +25,7 @@ import type {
   Timespec,
 } from "./api.js";
 
-export type {
-  Caller,
-  Done,
-  FuseMountHandle,
-  FuseOps,
-  MountOptions,
-  PosixLock,
-  Stat,
-  StatFs,
-  Timespec,
-} from "./api.js";
+export type * from "./api.js";
 
 // ---------------------------------------------------------------------------------------------
 // The addon
