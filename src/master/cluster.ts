@@ -78,6 +78,18 @@ export class Cluster {
     return out.sort((a, b) => Number(this.isDraining(a)) - Number(this.isDraining(b)) || dist(a) - dist(b) || a.load - b.load);
   }
 
+  /** How many live replicas a chunk has, and how many of them count (not on draining servers); no allocation, for scans. */
+  liveCounts(handle: ChunkHandle): { live: number; counted: number } {
+    let live = 0;
+    let counted = 0;
+    for (const id of this.locations.get(handle) ?? []) {
+      if (!this.servers.get(id)?.alive) continue;
+      live++;
+      if (!this.draining.has(id)) counted++;
+    }
+    return { live, counted };
+  }
+
   /** Live replicas that count towards the replication goal (those on draining servers do not). */
   countedReplicasOf(handle: ChunkHandle): Chunkserver[] {
     return this.replicasOf(handle).filter((s) => !this.isDraining(s));

@@ -45,7 +45,7 @@ export function planMoves(
     let pick: ChunkHandle | undefined;
     for (const h of from.chunks) {
       if (to.chunks.has(h) || planned.has(h) || !movable(h, to)) continue;
-      if (cluster.countedReplicasOf(h).length !== goal) continue; // short or surplus: repair's business
+      if (cluster.liveCounts(h).counted !== goal) continue; // short or surplus: repair's business
       pick = h;
       break;
     }

@@ -152,12 +152,13 @@ export class Repair implements Pending {
     const needy: Array<[ChunkHandle, number]> = [];
     for (const [handle, version] of this.ns.versions) {
       if (version === 0) continue;
-      const counted = this.cluster.countedReplicasOf(handle).length;
+      const { live, counted } = this.cluster.liveCounts(handle);
       if (counted < this.cfg.replication) {
-        if (this.cluster.replicasOf(handle).length > 0 && !this.copies.has(handle) && !this.leases.active(handle)) needy.push([handle, counted]);
+        if (live > 0 && !this.copies.has(handle) && !this.leases.active(handle)) needy.push([handle, counted]);
       } else {
         this.dropBadCopies(handle);
-        if (!this.copies.has(handle) && !this.leases.active(handle)) this.dropSurplus(handle);
+        if (live <= this.cfg.replication) this.leaving.delete(handle); // nothing above the goal (any more)
+        else if (!this.copies.has(handle) && !this.leases.active(handle)) this.dropSurplus(handle);
       }
     }
     needy.sort((a, b) => a[1] - b[1]); // fewest counted replicas first
@@ -195,8 +196,9 @@ export class Repair implements Pending {
     let lost = 0;
     for (const [h, v] of this.ns.versions) {
       if (v === 0) continue;
-      if (this.cluster.countedReplicasOf(h).length < this.cfg.replication) under++;
-      if (this.cluster.replicasOf(h).length === 0) lost++;
+      const { live, counted } = this.cluster.liveCounts(h);
+      if (counted < this.cfg.replication) under++;
+      if (live === 0) lost++;
     }
     return { underReplicated: under, lost };
   }
@@ -230,7 +232,7 @@ export class Repair implements Pending {
     // (rest.length bounds the work when every target is busy: the rest waits for the next call)
     for (; i < this.backlog.length && this.copies.size < this.cap() && rest.length < 1000; i++) {
       const h = this.backlog[i];
-      if (!this.ns.versions.has(h) || this.copies.has(h) || this.cluster.countedReplicasOf(h).length >= this.cfg.replication) continue;
+      if (!this.ns.versions.has(h) || this.copies.has(h) || this.cluster.liveCounts(h).counted >= this.cfg.replication) continue;
       if (this.leases.active(h)) continue; // the next tick looks again
       // Only short because a replica sits on a server being drained: a move off that server.
       const drained = this.cluster.replicasOf(h).find((s) => this.cluster.isDraining(s));
