@@ -10,30 +10,20 @@ import { logger } from '../src/log.js';
 import { GfsError } from '../src/protocol/errors.js';
 import type { ChunkserverDataApi } from '../src/protocol/messages.js';
 import { connect } from '../src/protocol/rpc.js';
-import { ok, sh, TestCluster } from './helpers/cluster.js';
+import { ok, sh, TestCluster, withCluster } from './helpers/cluster.js';
 import { chunkName, chunksOf, md5, replicationProblems, sleep, status, waitFor } from './helpers/faults.js';
 
 const MB = 1_000_000;
 const BLOCK = 64 * 1024;
 
 describe('corrupt blocks on disk', () => {
-  let c: TestCluster;
-  let m: string;
-  let scratch: string;
-
-  beforeAll(async () => {
-    c = await TestCluster.start({
+  const env = withCluster({
       chunkservers: 4,
       // A fast background scan, so replicas no client reads are checked within seconds.
       args: ['--chunk-size', '4M', '--heartbeat-ms', '500', '--dead-after-ms', '4000', '--lease-ms', '2000', '--scrub-interval-ms', '50', '--scrub-idle-ms', '1000'],
-    });
-    m = await c.mount();
-    scratch = join(c.dir, 'scratch');
-    await ok(`mkdir -p ${scratch}`);
-  });
-  afterAll(async () => {
-    await c?.stop();
-  });
+    }, 1);
+  let c: TestCluster, m: string, scratch: string;
+  beforeAll(() => void ({ c, m1: m, scratch } = env));
 
   it('20 random 64 KiB blocks corrupted across replica files: reads are right, all 20 are found and repaired, none is served', async () => {
     const files = Array.from({ length: 8 }, (_, i) => `/d${i}`);
@@ -89,22 +79,12 @@ describe('corrupt blocks on disk', () => {
 });
 
 describe('the background scan', () => {
-  let c: TestCluster;
-  let m: string;
-  let scratch: string;
-
-  beforeAll(async () => {
-    c = await TestCluster.start({
+  const env = withCluster({
       chunkservers: 3,
       args: ['--chunk-size', '4M', '--heartbeat-ms', '500', '--lease-ms', '2000', '--scrub-interval-ms', '100', '--scrub-idle-ms', '1000'],
-    });
-    m = await c.mount();
-    scratch = join(c.dir, 'scratch');
-    await ok(`mkdir -p ${scratch}`);
-  });
-  afterAll(async () => {
-    await c?.stop();
-  });
+    }, 1);
+  let c: TestCluster, m: string, scratch: string;
+  beforeAll(() => void ({ c, m1: m, scratch } = env));
 
   it('finds a bad block in a replica no one reads, and it is replaced in place from a good one', async () => {
     await ok(`head -c ${6 * MB} /dev/urandom > ${scratch}/x && cp ${scratch}/x ${m}/x`);

@@ -4,28 +4,18 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { ok, root, sh, TestCluster } from './helpers/cluster.js';
+import { ok, root, sh, TestCluster, withCluster } from './helpers/cluster.js';
 import { replicationProblems, sleep, status, waitFor } from './helpers/faults.js';
 
 const gfs = `node ${join(root, 'dist/cli.js')}`;
 
 describe('master restart', () => {
-  let c: TestCluster;
-  let m: string;
-  let scratch: string;
-
-  beforeAll(async () => {
-    c = await TestCluster.start({
+  const env = withCluster({
       chunkservers: 3,
       args: ['--chunk-size', '4M', '--heartbeat-ms', '500', '--dead-after-ms', '4000', '--lease-ms', '3000', '--trash-grace-ms', '600000'],
-    });
-    m = await c.mount();
-    scratch = join(c.dir, 'scratch');
-    await ok(`mkdir -p ${scratch}`);
-  });
-  afterAll(async () => {
-    await c?.stop();
-  });
+    }, 1);
+  let c: TestCluster, m: string, scratch: string;
+  beforeAll(() => void ({ c, m1: m, scratch } = env));
 
   it('kill -9 of the master during a write workload: namespace intact, every closed or fsynced file identical, the mount carries on', async () => {
     await ok(`mkdir -p ${m}/tree/a/b && for i in $(seq 1 6); do head -c $((i * 300000)) /dev/urandom > ${scratch}/t$i; cp ${scratch}/t$i ${m}/tree/a/t$i; done && ln -s a/t1 ${m}/tree/link && chmod 600 ${m}/tree/a/t2`);

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ok, sh, TestCluster, type Daemon } from './helpers/cluster.js';
+import { ok, sh, TestCluster, type Daemon, withCluster } from './helpers/cluster.js';
 import {
   chunkName, chunksOf, replicaFiles, replicationProblems, running, sidecarVersion, sizeOnMount, sleep, status, waitFor,
 } from './helpers/faults.js';
@@ -17,19 +17,9 @@ const MB = 1_000_000;
 const daemonAt = (c: TestCluster, address: string): Daemon => c.chunkservers.find((d) => d.address === `ws://${address}`)!;
 
 describe('chunkservers dying under a running workload', () => {
-  let c: TestCluster;
-  let m: string;
-  let scratch: string;
-
-  beforeAll(async () => {
-    c = await TestCluster.start({ chunkservers: 4, args: ARGS });
-    m = await c.mount();
-    scratch = join(c.dir, 'scratch');
-    await ok(`mkdir -p ${scratch}`);
-  });
-  afterAll(async () => {
-    await c?.stop();
-  });
+  const env = withCluster({ chunkservers: 4, args: ARGS }, 1);
+  let c: TestCluster, m: string, scratch: string;
+  beforeAll(() => void ({ c, m1: m, scratch } = env));
 
   it('kill -9 of one of four during a 300 MB cp: the cp succeeds, identical, and every chunk gets back to 3 live replicas', async () => {
     await ok(`head -c ${300 * MB} /dev/urandom > ${scratch}/big`);
@@ -74,19 +64,9 @@ describe('chunkservers dying under a running workload', () => {
 });
 
 describe('a chunkserver that missed writes', () => {
-  let c: TestCluster;
-  let m: string;
-  let scratch: string;
-
-  beforeAll(async () => {
-    c = await TestCluster.start({ chunkservers: 4, args: ARGS });
-    m = await c.mount();
-    scratch = join(c.dir, 'scratch');
-    await ok(`mkdir -p ${scratch}`);
-  });
-  afterAll(async () => {
-    await c?.stop();
-  });
+  const env = withCluster({ chunkservers: 4, args: ARGS }, 1);
+  let c: TestCluster, m: string, scratch: string;
+  beforeAll(() => void ({ c, m1: m, scratch } = env));
 
   it('comes back with stale replicas: they are deleted, never read', async () => {
     await ok(`head -c ${48 * MB} /dev/urandom > ${scratch}/old && head -c ${48 * MB} /dev/urandom > ${scratch}/new && cp ${scratch}/old ${m}/f`);

@@ -5,10 +5,10 @@
 
 import { beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { ok, sh, withTwoMounts, type TestCluster } from './helpers/cluster.js';
+import { ok, sh, withCluster, type TestCluster } from './helpers/cluster.js';
 import { asNobody, background, python, q, until } from './helpers/programs.js';
 
-const env = withTwoMounts();
+const env = withCluster();
 let c: TestCluster, m1: string, m2: string, scratch: string;
 beforeAll(async () => {
   ({ c, m1, m2, scratch } = env);

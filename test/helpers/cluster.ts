@@ -171,8 +171,10 @@ export class TestCluster {
   }
 }
 
-export interface TwoMounts {
+export interface ClusterEnv {
   c: TestCluster;
+  /** The mount points, in the order they were mounted. */
+  mounts: string[];
   m1: string;
   m2: string;
   /** A directory outside the mounts, for sources and expected copies. */
@@ -180,15 +182,16 @@ export interface TwoMounts {
 }
 
 /**
- * A cluster with two mounts for a whole test file: started in beforeAll, stopped (unmounted,
- * every process killed) in afterAll. The fields are filled once beforeAll has run.
+ * A cluster with `mounts` mounts for a test file or describe block: started in beforeAll, stopped
+ * (unmounted, every process killed) in afterAll. The fields are filled once beforeAll has run.
  */
-export function withTwoMounts(opts: ClusterOptions = {}): TwoMounts {
-  const env = {} as TwoMounts;
+export function withCluster(opts: ClusterOptions = {}, mounts = 2): ClusterEnv {
+  const env = {} as ClusterEnv;
   beforeAll(async () => {
     env.c = await TestCluster.start(opts);
-    env.m1 = await env.c.mount();
-    env.m2 = await env.c.mount();
+    env.mounts = [];
+    for (let i = 0; i < mounts; i++) env.mounts.push(await env.c.mount());
+    [env.m1, env.m2] = env.mounts;
     env.scratch = join(env.c.dir, 'scratch');
     await mkdir(env.scratch, { recursive: true });
   });
