@@ -22,7 +22,13 @@
 //    creation). Timed: startMaster in this process until a lookup over a new connection answers,
 //    and `node dist/cli.js master --data DIR` until its gfs-ready line (and until a lookup answers).
 //    Then one more mutation under checkpointEvery=1 forces a checkpoint of the whole namespace
-//    (timed), and the same two restarts are timed again from the checkpoint.
+//    (timed, with the longest event-loop stall it causes), and the same two restarts are timed
+//    again from the checkpoint. Heap per file is read again after each kind of restart.
+// Diagnostics, to explain the figures (they measure no code path of the master as it runs):
+//    replay_s_oplog_N_if_rid_eviction_o1  OpLog.open of the same log with replies.ts's 100,000-entry
+//                                         request-id cache swapped for one with O(1) eviction
+//    heap_part_*                          a Namespace of the same files built directly in a fresh
+//                                         process and taken apart piece by piece (see breakdown())
 
 import { fork, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, readdirSync } from 'node:fs';
@@ -334,65 +340,80 @@ async function main() {
     // ============================================================ 3. restart: all in the op log
     await inproc.stop();
     inproc = null;
-    heap();
+    // Each step below is its own async function: a suspended async function keeps its dead
+    // temporaries (a RunningMaster, a whole Namespace) alive in its saved registers, which would
+    // count in the next heap reading; a finished one keeps nothing.
     const sizes = () => readdirSync(dataDir).map((f) => `${f} ${(statSync(join(dataDir, f)).size / 2 ** 20).toFixed(1)} MiB`).join(', ');
-    note(`restart from the op log: ${sizes()}`);
-    for (let rep = 1; rep <= 2; rep++) {
+    /** startMaster in this process until a lookup answers; heap per file while it runs, if asked. */
+    const restartInProcess = async (what, heapFigure) => {
       const mm = master(NEVER);
       const t0 = performance.now();
       inproc = await startMaster(mm.opts);
       const ms = await lookupAnswered(`ws://${inproc.address}`, last, t0);
-      figure(`restart_inprocess_s_oplog_${files}`, ms / 1000, 2);
+      figure(`restart_inprocess_s_${what}_${files}`, ms / 1000, 2);
       note(`  in process: ${mm.loaded()}`);
-      if (rep === 1) {
-        figure(`master_heap_bytes_per_file_after_replay_${files}`, (heap() - heapEmpty) / files);
-      }
+      if (heapFigure) figure(`${heapFigure}_${files}`, (heap() - heapEmpty) / files);
       await inproc.stop();
       inproc = null;
-      heap();
-    }
-    for (let rep = 1; rep <= 2; rep++) {
+    };
+    /** `gfs master --data DIR` until gfs-ready (then until a first lookup answers). */
+    const restartProcess = async (what) => {
       const c = childMaster(dataDir);
       const r = await c.ready;
-      figure(`restart_process_ready_s_oplog_${files}`, r.ms / 1000, 2);
+      figure(`restart_process_ready_s_${what}_${files}`, r.ms / 1000, 2);
       const ms = await lookupAnswered(r.url, last, performance.now());
       note(`  process: ${r.loaded()}; first lookup ${ms.toFixed(0)} ms after gfs-ready`);
       await c.stop();
-    }
-
-    // ============================================================ checkpoint, restart from it
-    {
-      inproc = await startMaster(master(1).opts); // the next mutation's flush writes a checkpoint
+    };
+    // Diagnostic, not the master as it is: the same replay (OpLog.open) with the request-id cache of
+    // replies.ts replaced by one of the same size whose eviction is O(1) (a ring of the last ids).
+    const replayWithRing = async () => {
+      const { OpLog } = await import(dist('master/oplog.js'));
+      const ring = ridRing(100_000);
+      const t0 = performance.now();
+      const opened = await OpLog.open(dataDir, configFrom({}).chunkSize, NEVER, (n) => () => n.image(), (op) => ring.replayed(op));
+      figure(`replay_s_oplog_${files}_if_rid_eviction_o1`, (performance.now() - t0) / 1000, 2);
+      note(`  OpLog.open with an O(1)-eviction rid cache: ${opened.replayed} records`);
+      await opened.log.close();
+    };
+    /** One mutation under checkpointEvery=1: its flush writes a checkpoint of everything. */
+    const forceCheckpoint = async () => {
+      inproc = await startMaster(master(1).opts);
       const peer = await connect(`ws://${inproc.address}`, rpcOpts);
+      // The longest gap between ticks of a 5 ms timer: how long the event loop (every request) stood still.
+      let tick = performance.now();
+      let stall = 0;
+      const probe = setInterval(() => {
+        const now = performance.now();
+        stall = Math.max(stall, now - tick);
+        tick = now;
+      }, 5);
       const t0 = performance.now();
       await peer.call('mkdir', { path: '/after-checkpoint', mode: 0o755, uid: 0, gid: 0 });
+      const answered = performance.now() - t0;
       peer.close();
       await inproc.stop(); // waits for the checkpoint the flush started
       inproc = null;
+      clearInterval(probe);
       figure(`checkpoint_write_s_${files}`, (performance.now() - t0) / 1000, 2);
-      heap();
-    }
+      // image() and encode() run on the event loop: no request is served meanwhile, not even the
+      // reply to the mutation whose flush started the checkpoint.
+      figure(`checkpoint_event_loop_stall_s_${files}`, stall / 1000, 2);
+      note(`  the mkdir that triggered the checkpoint was answered after ${answered.toFixed(0)} ms`);
+    };
+
+    note(`restart from the op log: ${sizes()}`);
+    await restartInProcess('oplog', 'master_heap_bytes_per_file_after_replay');
+    await restartInProcess('oplog');
+    await restartProcess('oplog');
+    await restartProcess('oplog');
+    await replayWithRing();
+    await forceCheckpoint();
     note(`restart from the checkpoint: ${sizes()}`);
-    for (let rep = 1; rep <= 2; rep++) {
-      const mm = master(NEVER);
-      const t0 = performance.now();
-      inproc = await startMaster(mm.opts);
-      const ms = await lookupAnswered(`ws://${inproc.address}`, last, t0);
-      figure(`restart_inprocess_s_checkpoint_${files}`, ms / 1000, 2);
-      note(`  in process: ${mm.loaded()}`);
-      if (rep === 1) figure(`master_heap_bytes_per_file_after_checkpoint_load_${files}`, (heap() - heapEmpty) / files);
-      await inproc.stop();
-      inproc = null;
-      heap();
-    }
-    for (let rep = 1; rep <= 2; rep++) {
-      const c = childMaster(dataDir);
-      const r = await c.ready;
-      figure(`restart_process_ready_s_checkpoint_${files}`, r.ms / 1000, 2);
-      const ms = await lookupAnswered(r.url, last, performance.now());
-      note(`  process: ${r.loaded()}; first lookup ${ms.toFixed(0)} ms after gfs-ready`);
-      await c.stop();
-    }
+    await restartInProcess('checkpoint', 'master_heap_bytes_per_file_after_checkpoint_load');
+    await restartInProcess('checkpoint');
+    await restartProcess('checkpoint');
+    await restartProcess('checkpoint');
     rmSync(dataDir, { recursive: true, force: true });
 
     // ============================================================ where the bytes go
@@ -404,6 +425,24 @@ async function main() {
   } finally {
     await cleanup();
   }
+}
+
+/** replies.ts's rid -> op cache (the last `max` ids), evicting the oldest in O(1). */
+function ridRing(max) {
+  const done = new Map();
+  const ring = new Array(max);
+  let at = 0;
+  return {
+    replayed(op) {
+      const rid = op.rid;
+      if (typeof rid !== 'string' || done.has(rid)) return;
+      const oldest = ring[at];
+      if (oldest !== undefined) done.delete(oldest);
+      ring[at] = rid;
+      at = (at + 1) % max;
+      done.set(rid, op);
+    },
+  };
 }
 
 // ====================================================================== where the bytes go

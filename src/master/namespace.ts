@@ -358,6 +358,10 @@ export class Namespace {
     ns.inodes.clear();
     for (const n of img.inodes) {
       const { children, ...rest } = n;
+      // Times equal to another of the same inode share its array, as they did before the
+      // checkpoint (decoding made three): 128 bytes less per inode.
+      if (sameTime(rest.mtime, rest.atime)) rest.mtime = rest.atime;
+      if (sameTime(rest.ctime, rest.mtime)) rest.ctime = rest.mtime;
       ns.inodes.set(n.ino, children ? { ...rest, children: new Map(children) } : (rest as Inode));
     }
     ns.nextIno = img.nextIno;
@@ -367,3 +371,5 @@ export class Namespace {
     return ns;
   }
 }
+
+const sameTime = (a: Timespec, b: Timespec): boolean => a[0] === b[0] && a[1] === b[1];

