@@ -122,6 +122,13 @@ export class GfsClient {
     return (await this.master.call('readlink', { path })).target;
   }
 
+  /** Forget what is cached of path's inode (under every name): its attributes changed. */
+  forgetAttrs(path: string): void {
+    const ino = this.attrs.get(path)?.ino;
+    if (ino !== undefined) this.attrs.dropIno(ino);
+    else this.attrs.drop(path);
+  }
+
   async setattr(path: string, set: SetAttr): Promise<Attr> {
     const attr = await this.changed(this.master.call('setattr', { path, set }), [path]);
     this.attrs.set(path, attr);

@@ -2,6 +2,7 @@
 // the permissions before these are called; the binding answers size queries and ERANGE.
 
 import type { GfsClient } from '../client/client.js';
+import { GfsError } from '../protocol/errors.js';
 import { toErrno } from './errno.js';
 import type { FuseOps } from './native/api.js';
 
@@ -9,33 +10,46 @@ const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 const EOPNOTSUPP = 95;
 /**
- * The kernel asks for this one before every write(2) (to drop file capabilities), so the binding
- * answers "none" without a round trip; storing one would make the two disagree, so it is refused.
+ * The binding answers "none" for these without a round trip (the kernel asks for the capability
+ * before every write(2), `ls -l` for the ACLs and SELinux label of every entry); storing one would
+ * make the two disagree, so they are refused — as on a file system without ACL or SELinux support.
+ * Keep in step with never_stored[] in native/fuse-native.c.
  */
-const CAPABILITY = 'security.capability';
+const NEVER_STORED = new Set(['security.capability', 'security.selinux', 'system.posix_acl_access', 'system.posix_acl_default']);
 
 export function xattrOps(client: GfsClient): Pick<FuseOps, 'setxattr' | 'getxattr' | 'listxattr' | 'removexattr'> {
   const done = (cb: (r: number) => void) => [() => cb(0), (e: unknown) => cb(toErrno(e))] as const;
   return {
     setxattr: (path, name, value, flags, cb) => {
-      if (name === CAPABILITY) return cb(-EOPNOTSUPP);
+      if (NEVER_STORED.has(name)) return cb(-EOPNOTSUPP);
       const only = flags & XATTR_CREATE ? 'create' : flags & XATTR_REPLACE ? 'replace' : undefined;
-      client.call('setxattr', { path, name, value, ...(only ? { only } : {}) }).then(...done(cb));
+      client
+        .call('setxattr', { path, name, value, ...(only ? { only } : {}) })
+        .finally(() => client.forgetAttrs(path))
+        .then(...done(cb));
     },
+    // `ls -l` asks for ACLs and security labels of every entry: an inode whose (cached) attributes
+    // say it has no extended attributes is answered here, without a master round trip.
     getxattr: (path, name, cb) => {
-      client.call('getxattr', { path, name }).then(
-        ({ value }) => cb(0, Buffer.from(value)),
-        (e) => cb(toErrno(e)),
-      );
+      client
+        .lookup(path)
+        .then((a) => (a.xattrs ? client.call('getxattr', { path, name }) : Promise.reject(new GfsError('ENODATA', `no attribute ${name}`))))
+        .then(
+          ({ value }) => cb(0, Buffer.from(value)),
+          (e) => cb(toErrno(e)),
+        );
     },
     listxattr: (path, cb) => {
-      client.call('listxattr', { path }).then(
-        ({ names }) => cb(0, names),
-        (e) => cb(toErrno(e)),
-      );
+      client
+        .lookup(path)
+        .then((a) => (a.xattrs ? client.call('listxattr', { path }) : { names: [] }))
+        .then(
+          ({ names }) => cb(0, names),
+          (e) => cb(toErrno(e)),
+        );
     },
     removexattr: (path, name, cb) => {
-      client.call('removexattr', { path, name }).then(...done(cb));
+      client.call('removexattr', { path, name }).finally(() => client.forgetAttrs(path)).then(...done(cb));
     },
   };
 }

@@ -118,6 +118,7 @@ export class Namespace {
       ino: node.ino, type: node.type, mode: typeBits[node.type] | node.perm, uid: node.uid, gid: node.gid,
       size: node.type === 'symlink' ? Buffer.byteLength(node.target!) : node.size,
       nlink: node.nlink, atime: node.atime, mtime: node.mtime, ctime: node.ctime,
+      ...(node.xattrs ? { xattrs: true } : {}),
     };
   }
 

@@ -25,6 +25,8 @@ export interface Attr {
   atime: Timespec;
   mtime: Timespec;
   ctime: Timespec;
+  /** Set when the inode has extended attributes: without it a client answers "none" itself. */
+  xattrs?: true;
 }
 
 export interface DirEntry {

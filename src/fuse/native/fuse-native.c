@@ -625,11 +625,23 @@ static int fn_setxattr (const char *path, const char *name, const char *value, s
   return call_js(&r);
 }
 
+/* Attributes gfs never stores (the adapter refuses to set them), answered "none" here without a
+   round trip to JS: security.capability, which the kernel asks for before every write(2) (to drop
+   file capabilities); POSIX ACLs and the SELinux label, which `ls -l` asks for of every entry.
+   ENODATA is what ext4 says for a file without them. */
+static const char *const never_stored[] = {
+  "security.capability", "security.selinux", "system.posix_acl_access", "system.posix_acl_default",
+};
+
+static int never_stored_name (const char *name) {
+  for (size_t i = 0; i < sizeof(never_stored) / sizeof(never_stored[0]); i++) {
+    if (strcmp(name, never_stored[i]) == 0) return 1;
+  }
+  return 0;
+}
+
 static int fn_getxattr (const char *path, const char *name, char *value, size_t size) {
-  /* The kernel asks for this before every write(2) (to drop file capabilities when a file is
-     written); answering here keeps writes from paying a round trip to JS each. The adapter
-     refuses to store it, so the answer is always right. */
-  if (strcmp(name, "security.capability") == 0) return -ENODATA;
+  if (never_stored_name(name)) return -ENODATA;
   REQ(OP_GETXATTR); r.path = path; r.name = name; r.buf = value; r.len = size;
   return call_js(&r);
 }
