@@ -112,6 +112,8 @@ describe('namespace through shell tools', () => {
     await ok(`truncate -s 3 ${m1}/t && truncate -s 8 ${m1}/t`);
     await ok(`printf '012\\0\\0\\0\\0\\0' | cmp - ${m1}/t`);
     expect((await ok(`stat -c '%F' ${m1}`)).trim()).toBe('directory');
+    // The root was made when the file system was, not at the epoch.
+    expect(Math.abs(Number((await ok(`stat -c %Y ${m1}`)).trim()) - Date.now() / 1000)).toBeLessThan(3600);
     const df = await ok(`df -P ${m1} | tail -1`);
     const [, blocks] = df.trim().split(/\s+/);
     expect(Number(blocks)).toBeGreaterThan(0);

@@ -12,7 +12,7 @@ import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
 import { decode, encode } from '../protocol/rpc.js';
 import { Namespace, type NamespaceImage } from './namespace.js';
-import type { NsOp } from './ops.js';
+import { nowTimespec, type NsOp } from './ops.js';
 
 interface Checkpoint {
   gen: number;
@@ -67,7 +67,8 @@ export class OpLog {
     /** Sees every replayed op (e.g. to rebuild the request ids of recent changes). */
     onReplay: (op: NsOp) => void = () => {},
   ): Promise<{ ns: Namespace; log: OpLog; recovered: boolean; replayed: number }> {
-    let ns = new Namespace();
+    // A brand-new file system's root is made now; the first checkpoint (below) keeps that time.
+    let ns = new Namespace(nowTimespec());
     let gen = 0;
     let recovered = false;
     const ckpt = await readCheckpoint(join(dir, 'checkpoint'));
