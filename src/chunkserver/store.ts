@@ -20,7 +20,7 @@ import { GfsError, asGfsError } from '../protocol/errors.js';
 import type { ChunkHandle, ChunkReport } from '../protocol/messages.js';
 import type { Logger } from '../log.js';
 import { crcOf, zeros } from './checksum.js';
-import { readAll, unlinkQuietly, writeAll, writeDurably } from './fsutil.js';
+import { readAll, unlinkQuietly, writeAll } from './fsutil.js';
 import { Incoming } from './incoming.js';
 import { FileCache } from './files.js';
 import { Mutex, RwLock } from './locks.js';

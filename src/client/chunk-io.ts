@@ -65,6 +65,16 @@ export class ChunkIo {
     }
     const end = Math.min(offset + length, locs.size);
     if (end <= offset) return Buffer.alloc(0);
+    const firstIndex = Math.floor(offset / cs);
+    if (end - offset <= READ_PIECE && Math.floor((end - 1) / cs) === firstIndex) {
+      // One piece (a random read, a small file): the reply itself, when it is whole, with no
+      // buffer to assemble. A short one ends in a hole, which reads as zeros.
+      const data = await this.readChunk(ino, firstIndex, offset - firstIndex * cs, end - offset, this.spread++);
+      if (data.length === end - offset) return data;
+      const padded = Buffer.alloc(end - offset);
+      data.copy(padded);
+      return padded;
+    }
     const out = Buffer.alloc(end - offset);
     const pieces: Promise<void>[] = [];
     for (let pos = offset; pos < end; ) {

@@ -23,7 +23,7 @@ export class GfsClient {
   constructor(
     masterUrl: string,
     cfg: GfsConfig,
-    private readonly log: Logger = logger('client'),
+    log: Logger = logger('client'),
   ) {
     this.cfg = { ...cfg };
     this.master = new MasterLink(masterUrl, cfg, log);

@@ -9,7 +9,7 @@ import type { GfsConfig } from '../config.js';
 import { logger, type Logger } from '../log.js';
 import { Cluster, type Chunkserver, type ChunkserverPeer } from './cluster.js';
 import { Leases } from './leases.js';
-import { Namespace, type Inode } from './namespace.js';
+import type { Inode } from './namespace.js';
 import { OpLog } from './oplog.js';
 import { nowTimespec, type NsOp } from './ops.js';
 import { Repair } from './repair.js';

@@ -119,12 +119,6 @@ export class Peer<Remote extends Api<Remote>, Local extends Api<Local> = Record<
     this.closed();
   }
 
-  /** Drop the connection at once (used when a peer must be treated as gone). */
-  terminate(): void {
-    this.ws.terminate();
-    this.closed();
-  }
-
   private send(frame: unknown[]): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
     const parts = encodeFrame(frame);
