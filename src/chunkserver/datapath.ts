@@ -106,11 +106,9 @@ export class DataPath {
       this.checkPrimary(handle, version);
       const data = inline ?? this.pushed(dataId);
       const serial = ++this.serial;
-      await this.writePieces(handle, offset, data, extents, chunkSize);
-      this.d.leases.noteMutation(handle);
-      this.d.pushes.markUsed(dataId);
       const m: Mutation = { op: 'write', offset, dataId, ...(inline ? { data } : {}), ...(extents ? { extents } : {}) };
-      await this.forward(handle, version, serial, m, secondaries);
+      await this.everywhere(handle, version, serial, m, secondaries, () => this.writePieces(handle, offset, data, extents, chunkSize));
+      this.d.pushes.markUsed(dataId);
       return {};
     });
   }
@@ -148,17 +146,14 @@ export class DataPath {
       if (info.length + data.length > chunkSize) {
         // The record does not fit: fill the chunk on every replica so none of them can take more,
         // and send the client to the next chunk.
-        await this.local(() => this.d.store.pad(handle, chunkSize));
-        this.d.leases.noteMutation(handle);
-        await this.forward(handle, version, serial, { op: 'pad', length: chunkSize }, secondaries);
+        await this.everywhere(handle, version, serial, { op: 'pad', length: chunkSize }, secondaries, () => this.local(() => this.d.store.pad(handle, chunkSize)));
         throw new GfsError('ECHUNKFULL', `chunk ${handle} is full; padded`);
       }
       // The primary picks the offset; secondaries get a plain write there, so all agree.
       const offset = info.length;
-      await this.local(() => this.d.store.write(handle, offset, data));
-      this.d.leases.noteMutation(handle);
+      const m: Mutation = { op: 'write', offset, dataId, ...(inline ? { data } : {}) };
+      await this.everywhere(handle, version, serial, m, secondaries, () => this.local(() => this.d.store.write(handle, offset, data)));
       this.d.pushes.markUsed(dataId);
-      await this.forward(handle, version, serial, { op: 'write', offset, dataId, ...(inline ? { data } : {}) }, secondaries);
       return { offset };
     });
   }
@@ -171,9 +166,7 @@ export class DataPath {
     return this.order.run(handle, async () => {
       this.checkPrimary(handle, version);
       const serial = ++this.serial;
-      await this.local(() => this.d.store.truncate(handle, length));
-      this.d.leases.noteMutation(handle);
-      await this.forward(handle, version, serial, { op: 'truncate', length }, secondaries);
+      await this.everywhere(handle, version, serial, { op: 'truncate', length }, secondaries, () => this.local(() => this.d.store.truncate(handle, length)));
       return {};
     });
   }
@@ -279,6 +272,20 @@ export class DataPath {
       if (err.code === 'ENOENT') throw new GfsError('ESTALE', err.message);
       throw err;
     }
+  }
+
+  /**
+   * Apply a mutation here and on every secondary at the same time (the forward is sent first,
+   * still under the chunk's order lock, so secondaries see mutations in serial order). Either
+   * failing fails the mutation: the client retries it, and the region may differ between replicas
+   * until it does, as after any failed mutation in the paper (§3.3).
+   */
+  private async everywhere(handle: ChunkHandle, version: number, serial: number, m: Mutation, secondaries: ServerAddress[], here: () => Promise<void>): Promise<void> {
+    const there = this.forward(handle, version, serial, m, secondaries);
+    const [local, remote] = await Promise.allSettled([here(), there]);
+    this.d.leases.noteMutation(handle);
+    if (local.status === 'rejected') throw local.reason;
+    if (remote.status === 'rejected') throw remote.reason;
   }
 
   /** Send one mutation to every secondary at once; all must apply it or the client hears EIO. */

@@ -1,13 +1,17 @@
-// A bounded LRU of open file handles. Opening a file per request costs two syscalls and a
+// A bounded LRU of open file descriptors. Opening a file per request costs two syscalls and a
 // thousand replicas would exhaust descriptors if all stayed open; this keeps the recently used
-// ones. A handle in use is never closed under its user: eviction and invalidation close it once
-// the last user releases it (so the cap may be exceeded briefly while many are busy).
+// ones. A descriptor in use is never closed under its user: eviction and invalidation close it
+// once the last user releases it (so the cap may be exceeded briefly while many are busy).
+//
+// Opens and closes are synchronous: on a local file system they take microseconds, less than the
+// thread-pool round trip an asynchronous open costs (measured: a new chunk's create went from
+// ~2 ms to well under 1 ms with six processes sharing two cores).
 
-import { open, type FileHandle } from 'node:fs/promises';
+import { closeSync, openSync } from 'node:fs';
 
 interface Entry {
   path: string;
-  fh: Promise<FileHandle>;
+  fd: number;
   users: number;
   /** Dropped from the cache: close when the last user leaves. */
   dead: boolean;
@@ -20,30 +24,17 @@ export class FileCache {
   constructor(private readonly max = 128) {}
 
   /** Run fn with the file at path open read-write (the file must exist). */
-  async use<T>(path: string, fn: (fh: FileHandle) => Promise<T>): Promise<T> {
-    if (this.closed) throw Object.assign(new Error('chunk store is closed'), { code: 'ECLOSED' });
-    let e = this.entries.get(path);
-    if (e) {
-      // Most recently used goes last in the Map's order.
-      this.entries.delete(path);
-      this.entries.set(path, e);
-    } else {
-      e = { path, fh: open(path, 'r+'), users: 0, dead: false };
-      this.entries.set(path, e);
-      const entry = e;
-      entry.fh.catch(() => this.drop(entry));
-    }
-    e.users++; // before evicting, so the entry we are about to use is never the one closed
-    this.evict();
-    try {
-      return await fn(await e.fh);
-    } finally {
-      e.users--;
-      if (e.dead && e.users === 0) void closeQuietly(e.fh);
-    }
+  use<T>(path: string, fn: (fd: number) => Promise<T> | T): Promise<T> {
+    return this.run(path, 'r+', fn);
   }
 
-  /** Forget (and close when idle) the handle for path: its file is about to be renamed or removed. */
+  /** Create (or empty) the file at path and run fn with it open; it stays cached. */
+  create<T>(path: string, fn: (fd: number) => Promise<T> | T): Promise<T> {
+    this.invalidate(path);
+    return this.run(path, 'w+', fn);
+  }
+
+  /** Forget (and close when idle) the descriptor for path: its file is about to be renamed or removed. */
   invalidate(path: string): void {
     const e = this.entries.get(path);
     if (e) this.drop(e);
@@ -51,20 +42,39 @@ export class FileCache {
 
   async closeAll(): Promise<void> {
     this.closed = true;
-    const all = [...this.entries.values()];
-    for (const e of all) this.drop(e);
-    await Promise.all(all.map((e) => e.fh.then(() => undefined, () => undefined)));
+    for (const e of [...this.entries.values()]) this.drop(e);
   }
 
   get size(): number {
     return this.entries.size;
   }
 
+  private async run<T>(path: string, flags: 'r+' | 'w+', fn: (fd: number) => Promise<T> | T): Promise<T> {
+    if (this.closed) throw Object.assign(new Error('chunk store is closed'), { code: 'ECLOSED' });
+    let e = this.entries.get(path);
+    if (e) {
+      // Most recently used goes last in the Map's order.
+      this.entries.delete(path);
+      this.entries.set(path, e);
+    } else {
+      e = { path, fd: openSync(path, flags), users: 0, dead: false };
+      this.entries.set(path, e);
+    }
+    e.users++; // before evicting, so the entry we are about to use is never the one closed
+    this.evict();
+    try {
+      return await fn(e.fd);
+    } finally {
+      e.users--;
+      if (e.dead && e.users === 0) closeQuietly(e.fd);
+    }
+  }
+
   private drop(e: Entry): void {
     if (this.entries.get(e.path) === e) this.entries.delete(e.path);
     if (e.dead) return;
     e.dead = true;
-    if (e.users === 0) void closeQuietly(e.fh);
+    if (e.users === 0) closeQuietly(e.fd);
   }
 
   private evict(): void {
@@ -76,10 +86,10 @@ export class FileCache {
   }
 }
 
-async function closeQuietly(fh: Promise<FileHandle>): Promise<void> {
+function closeQuietly(fd: number): void {
   try {
-    await (await fh).close();
+    closeSync(fd);
   } catch {
-    // Opening failed (nothing to close) or it is closed already.
+    // Closed already.
   }
 }

@@ -37,7 +37,7 @@ export class Incoming {
   async append(data: Uint8Array): Promise<void> {
     if (this.crc.length + data.length > this.maxLength) throw new GfsError('EINVAL', `replica of chunk ${this.handle} exceeds the chunk size`);
     try {
-      await writeAll(this.fh, data, this.crc.length);
+      await writeAll(this.fh.fd, data, this.crc.length);
     } catch (e) {
       throw asGfsError(e);
     }
@@ -57,7 +57,7 @@ export class Incoming {
       const back = new BlockCrcBuilder(this.blockSize);
       const piece = Buffer.allocUnsafe(1024 * 1024);
       for (let pos = 0; pos < length; ) {
-        const n = await readAll(this.fh, piece.subarray(0, Math.min(piece.length, length - pos)), pos);
+        const n = await readAll(this.fh.fd, piece.subarray(0, Math.min(piece.length, length - pos)), pos);
         if (n === 0) break;
         back.add(piece.subarray(0, n));
         pos += n;

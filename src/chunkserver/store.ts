@@ -12,6 +12,7 @@
 // Data is written before checksums: a crash in between leaves a mismatch that the next read
 // catches, and the master then re-replicates from a good copy (as in the paper, §5.2).
 
+import { renameSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat, statfs, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -20,9 +21,10 @@ import { GfsError, asGfsError } from '../protocol/errors.js';
 import type { ChunkHandle, ChunkReport } from '../protocol/messages.js';
 import type { Logger } from '../log.js';
 import { crcOf, zeros } from './checksum.js';
-import { readAll, unlinkQuietly, writeAll } from './fsutil.js';
+import { datasyncFd, readAll, syncFd, truncateFd, unlinkQuietly, writeAll } from './fsutil.js';
 import { Incoming } from './incoming.js';
 import { FileCache } from './files.js';
+import { SpareFiles } from './spares.js';
 import { Mutex, RwLock } from './locks.js';
 import { crcOffset, decodeSidecar, encodeCrcs, encodeHeader } from './sidecar.js';
 
@@ -69,6 +71,7 @@ export class ChunkStore {
   readonly dir: string;
   private readonly replicas = new Map<ChunkHandle, Replica>();
   private readonly files: FileCache;
+  private readonly spares: SpareFiles;
   /** Serializes changes to which replicas exist (create, install, remove). */
   private readonly ns = new Mutex();
   private readonly blockSize: number;
@@ -79,12 +82,14 @@ export class ChunkStore {
     this.blockSize = opts.blockSize;
     this.log = opts.log;
     this.files = new FileCache(opts.maxOpenFiles ?? 128);
+    this.spares = new SpareFiles(join(opts.dataDir, 'spare'));
   }
 
   static async open(opts: StoreOptions): Promise<ChunkStore> {
     if (!Number.isSafeInteger(opts.blockSize) || opts.blockSize <= 0) throw new Error(`bad checksum block ${opts.blockSize}`);
     const store = new ChunkStore(opts);
     await mkdir(store.dir, { recursive: true });
+    await store.spares.start();
     await store.load();
     return store;
   }
@@ -137,9 +142,18 @@ export class ChunkStore {
       if (this.replicas.has(handle)) return;
       const r = this.newReplica(handle, version, 0, [], false);
       try {
-        await writeFile(r.metaPath, encodeHeader(this.blockSize, version));
-        await writeFile(r.dataPath, Buffer.alloc(0));
+        const spare = this.spares.take();
+        if (spare) {
+          renameSync(spare.meta, r.metaPath);
+          renameSync(spare.data, r.dataPath);
+          await this.files.use(r.metaPath, (fd) => writeAll(fd, encodeHeader(this.blockSize, version), 0));
+        } else {
+          await this.files.create(r.metaPath, (fd) => writeAll(fd, encodeHeader(this.blockSize, version), 0));
+          await this.files.create(r.dataPath, () => undefined);
+        }
       } catch (e) {
+        this.files.invalidate(r.dataPath);
+        this.files.invalidate(r.metaPath);
         await unlinkQuietly(r.dataPath);
         await unlinkQuietly(r.metaPath);
         throw asGfsError(e);
@@ -212,9 +226,9 @@ export class ChunkStore {
     await r.io.write(async () => {
       if (r.gone) throw missing(handle);
       if (r.version === version) return;
-      await this.files.use(r.metaPath, async (fh) => {
-        await writeAll(fh, encodeHeader(this.blockSize, version), 0);
-        await fh.datasync();
+      await this.files.use(r.metaPath, async (fd) => {
+        await writeAll(fd, encodeHeader(this.blockSize, version), 0);
+        await datasyncFd(fd);
       });
       r.version = version;
     });
@@ -274,8 +288,8 @@ export class ChunkStore {
     const r = this.need(handle);
     await r.io.read(async () => {
       if (r.gone) throw missing(handle);
-      await this.files.use(r.dataPath, (fh) => fh.sync());
-      await this.files.use(r.metaPath, (fh) => fh.sync());
+      await this.files.use(r.dataPath, syncFd);
+      await this.files.use(r.metaPath, syncFd);
     });
     await this.syncDir(); // names of replicas created since (create() does not sync them)
   }
@@ -319,6 +333,7 @@ export class ChunkStore {
   }
 
   async close(): Promise<void> {
+    this.spares.stop();
     await this.files.closeAll();
   }
 
@@ -359,7 +374,7 @@ export class ChunkStore {
 
   private async readData(r: Replica, pos: number, n: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(n);
-    const got = await this.files.use(r.dataPath, (fh) => readAll(fh, buf, pos));
+    const got = await this.files.use(r.dataPath, (fd) => readAll(fd, buf, pos));
     if (got < n) {
       this.markCorrupt(r, `file shorter than its recorded length ${r.length}`);
       throw new GfsError('EIO', `replica of chunk ${r.handle} is truncated`);
@@ -414,19 +429,19 @@ export class ChunkStore {
     }
 
     try {
-      await this.files.use(r.dataPath, async (fh) => {
-        if (offset > oldLen) await fh.truncate(offset); // the file system zero-fills the gap
-        if (data.length > 0) await writeAll(fh, data, offset);
+      await this.files.use(r.dataPath, async (fd) => {
+        if (offset > oldLen) await truncateFd(fd, offset); // the file system zero-fills the gap
+        if (data.length > 0) await writeAll(fd, data, offset);
       });
     } catch (e) {
       // Leave the replica as long as it was (best effort) so memory and disk agree on its length.
-      if (newLen > oldLen) await this.files.use(r.dataPath, (fh) => fh.truncate(oldLen)).catch(() => {});
+      if (newLen > oldLen) await this.files.use(r.dataPath, (fd) => truncateFd(fd, oldLen)).catch(() => {});
       throw asGfsError(e);
     }
     // The data is on disk: memory now describes it, whatever happens to the sidecar write.
     for (let i = bs; i < be; i++) r.crcs[i] = crcs[i - bs];
     r.length = newLen;
-    await this.files.use(r.metaPath, (fh) => writeAll(fh, encodeCrcs(crcs), crcOffset(bs))).catch((e) => {
+    await this.files.use(r.metaPath, (fd) => writeAll(fd, encodeCrcs(crcs), crcOffset(bs))).catch((e) => {
       throw asGfsError(e);
     });
   }
@@ -444,7 +459,7 @@ export class ChunkStore {
     }
     const blocks = Math.ceil(length / B);
     try {
-      await this.files.use(r.dataPath, (fh) => fh.truncate(length));
+      await this.files.use(r.dataPath, (fd) => truncateFd(fd, length));
     } catch (e) {
       throw asGfsError(e);
     }
@@ -452,9 +467,9 @@ export class ChunkStore {
     r.crcs.length = blocks;
     if (lastCrc !== null) r.crcs[last] = lastCrc;
     await this.files
-      .use(r.metaPath, async (fh) => {
-        if (lastCrc !== null) await writeAll(fh, encodeCrcs([lastCrc]), crcOffset(last));
-        await fh.truncate(crcOffset(blocks));
+      .use(r.metaPath, async (fd) => {
+        if (lastCrc !== null) await writeAll(fd, encodeCrcs([lastCrc]), crcOffset(last));
+        await truncateFd(fd, crcOffset(blocks));
       })
       .catch((e) => {
         throw asGfsError(e);

@@ -144,7 +144,12 @@ export class Leases {
     const next = version + 1;
     const op: NsOp = { t: 'version', handle, version: next };
     this.ns.apply(op);
-    await this.commit(op);
+    // A bump must be on disk before any replica hears of it, or a restarted master could find
+    // replicas newer than itself. A fresh chunk has no replica to confuse: its creation and the log
+    // write go side by side, and the target is handed out only once both are done.
+    const logged = this.commit(op);
+    if (!fresh) await logged;
+    else logged.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
     const [primary] = replicas;
     if (keep) this.log.info(`chunk ${handle}: a replica was lost under the lease; v${next} with ${replicas.map((s) => s.address).join(', ')}`);
     const epochs = new Map(replicas.map((s) => [s.id, s.epoch]));
@@ -169,6 +174,7 @@ export class Leases {
         m.set(s.id, next);
       }
     });
+    await logged;
     if (!holders.includes(primary)) throw new GfsError('EUNAVAIL', `chunk ${handle}: primary ${primary.address} did not take the lease`);
     // Measured from now, after the primary answered: the primary's own clock started earlier, so
     // its lease always ends before the master's view of it.
