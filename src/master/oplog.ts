@@ -7,7 +7,7 @@
 //   checkpoint        {gen, chunkSize, image} in msgpack, with a crc32 header; replaced atomically by rename
 //   oplog.<gen>       the records applied after that checkpoint
 
-import { open, readFile, rename, rm, readdir, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rename, rm, readdir, truncate, type FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
 import { decode, encode } from '../protocol/rpc.js';
@@ -27,20 +27,20 @@ function frame(body: Buffer): Buffer {
   return Buffer.concat([head, body]);
 }
 
-/** The records of a log buffer, up to the first torn or corrupt one. */
-export function parseRecords(buf: Buffer): NsOp[] {
+/** The records of a log buffer up to the first torn or corrupt one, and where that one starts. */
+export function parseRecords(buf: Buffer): { ops: NsOp[]; end: number } {
   const ops: NsOp[] = [];
   let at = 0;
   while (at + 8 <= buf.length) {
     const len = buf.readUInt32LE(at);
     const sum = buf.readUInt32LE(at + 4);
-    if (at + 8 + len > buf.length) break;
+    if (len === 0 || at + 8 + len > buf.length) break; // no op encodes to nothing
     const body = buf.subarray(at + 8, at + 8 + len);
     if (crc32(body) !== sum) break;
     ops.push(decode(body) as NsOp);
     at += 8 + len;
   }
-  return ops;
+  return { ops, end: at };
 }
 
 export class OpLog {
@@ -85,7 +85,14 @@ export class OpLog {
     const buf = await readFile(logPath).catch(() => null);
     if (buf) {
       recovered = true;
-      for (const op of parseRecords(buf)) {
+      const { ops, end } = parseRecords(buf);
+      // A torn tail (a crash mid-write) is cut off: records appended after it would never be
+      // replayed, since replay stops at the first bad record.
+      if (end < buf.length) {
+        process.stderr.write(`master WARN op log ${logPath}: ${buf.length - end} bytes of torn or corrupt tail dropped\n`);
+        await truncate(logPath, end);
+      }
+      for (const op of ops) {
         try {
           ns.apply(op);
           onReplay(op);
@@ -112,7 +119,9 @@ export class OpLog {
     this.pending.push(frame(encode(op)));
     this.records++;
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
-    if (!this.flushing) this.flushing = this.flushLoop();
+    // Started after the current task, not inside it: records logged together (a new chunk and its
+    // first version, in one request) then share one write and one fsync.
+    if (!this.flushing) this.flushing = Promise.resolve().then(() => this.flushLoop());
     return done;
   }
 

@@ -15,7 +15,9 @@
  *   - one uv_async per mount with a queue of requests (each FUSE worker thread still blocks on its
  *     own semaphore until the JS thread replies), requests live on the worker's stack, replies
  *     are matched by (slot, sequence) so a callback called twice cannot wake the wrong request;
- *   - the mount thread tears libfuse down in the right order and tells JS when it has finished.
+ *   - the mount thread tears libfuse down in the right order and tells JS when it has finished;
+ *   - open() drops the kernel's cached attributes of the file (close-to-open with attr_timeout > 0);
+ *     hard-linked files are never attribute-cached (each name is its own kernel inode here).
  */
 
 #ifndef FUSE_USE_VERSION
@@ -299,6 +301,7 @@ struct raw_in_header { uint32_t len; uint32_t opcode; uint64_t unique; uint64_t 
                        uint32_t uid; uint32_t gid; uint32_t pid; uint32_t padding; };
 struct raw_out_header { uint32_t len; int32_t error; uint64_t unique; };
 enum {
+  RAW_LOOKUP = 1, RAW_SYMLINK = 6, RAW_MKNOD = 8, RAW_MKDIR = 9, RAW_LINK = 13, RAW_CREATE = 35,
   RAW_GETATTR = 3, RAW_SETATTR = 4, RAW_READLINK = 5, RAW_RENAME = 12, RAW_OPEN = 14,
   RAW_STATFS = 17, RAW_SETXATTR = 21, RAW_GETXATTR = 22, RAW_LISTXATTR = 23,
   RAW_REMOVEXATTR = 24, RAW_OPENDIR = 27, RAW_SETLK = 32, RAW_SETLKW = 33, RAW_ACCESS = 34
@@ -308,6 +311,39 @@ static __thread uint32_t cur_opcode;
 static __thread uint64_t cur_unique;
 static __thread uint64_t cur_nodeid;
 static __thread char cur_rename_to[256]; /* FUSE_RENAME: the new name (last component) */
+static __thread uint64_t cur_link_from;  /* FUSE_LINK: the node id of the existing name */
+
+/* The kernel ABI's struct fuse_attr, and the replies that carry one (struct fuse_entry_out for a
+   new name, struct fuse_attr_out for getattr/setattr). */
+struct raw_attr { uint64_t ino, size, blocks, atime, mtime, ctime; uint32_t atimensec, mtimensec, ctimensec, mode, nlink; };
+struct raw_entry_out { uint64_t nodeid, generation, entry_valid, attr_valid; uint32_t entry_valid_nsec, attr_valid_nsec; struct raw_attr attr; };
+struct raw_attr_out { uint64_t attr_valid; uint32_t attr_valid_nsec, dummy; struct raw_attr attr; };
+
+/* The high-level API gives each name of a hard-linked file its own kernel inode, so a link or
+   unlink through one name leaves the others' cached link count (and any attribute changed
+   through another name) stale. Such files get no attribute caching at all: every stat asks JS,
+   which keeps attributes per inode number. Everything else keeps attr_timeout. */
+static void uncache_shared_inode (const struct iovec *iov, size_t count) {
+  if (count < 2) return;
+  struct raw_attr *a = NULL;
+  uint64_t *valid = NULL;
+  uint32_t *valid_nsec = NULL;
+  switch (cur_opcode) {
+    case RAW_LOOKUP: case RAW_SYMLINK: case RAW_MKNOD: case RAW_MKDIR: case RAW_LINK: case RAW_CREATE:
+      if (iov[1].iov_len < sizeof(struct raw_entry_out)) return;
+      struct raw_entry_out *e = (struct raw_entry_out *) iov[1].iov_base;
+      a = &e->attr, valid = &e->attr_valid, valid_nsec = &e->attr_valid_nsec;
+      break;
+    case RAW_GETATTR: case RAW_SETATTR:
+      if (iov[1].iov_len < sizeof(struct raw_attr_out)) return;
+      struct raw_attr_out *o = (struct raw_attr_out *) iov[1].iov_base;
+      a = &o->attr, valid = &o->attr_valid, valid_nsec = &o->attr_valid_nsec;
+      break;
+    default:
+      return;
+  }
+  if (S_ISREG(a->mode) && a->nlink > 1) *valid = 0, *valid_nsec = 0;
+}
 
 /* Requests on an inode the kernel already holds (not on a name in a directory). */
 static int names_no_entry (uint32_t opcode) {
@@ -345,6 +381,10 @@ restart:
   cur_unique = in->unique;
   cur_nodeid = in->nodeid;
   cur_rename_to[0] = '\0';
+  cur_link_from = 0;
+  if (in->opcode == RAW_LINK && (size_t) res >= sizeof(struct raw_in_header) + 8) {
+    memcpy(&cur_link_from, buf + sizeof(struct raw_in_header), 8); /* struct fuse_link_in { u64 oldnodeid; } */
+  }
   if (in->opcode == RAW_RENAME) {
     /* body: struct fuse_rename_in { u64 newdir; }, then "oldname\0newname\0" */
     const char *names = buf + sizeof(struct raw_in_header) + 8;
@@ -370,6 +410,7 @@ static int chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t cou
     if (out->unique != 0 && out->unique == cur_unique && out->error == -ENOENT && names_no_entry(cur_opcode)) {
       out->error = -ESTALE;
     }
+    if (out->unique != 0 && out->unique == cur_unique && out->error == 0) uncache_shared_inode(iov, count);
     /* This thread's request is answered: forget it, so that nothing can act on a stale opcode. */
     if (out->unique != 0 && out->unique == cur_unique) cur_opcode = 0, cur_unique = 0, cur_nodeid = 0, cur_rename_to[0] = '\0';
   }
@@ -492,9 +533,18 @@ static int fn_readdir (const char *path, void *buf, fuse_fill_dir_t filler, off_
   return call_js(&r);
 }
 
+/* The kernel caches attributes for attr_timeout, but an open must see what another mount closed
+   (close-to-open): JS's open asked the master afresh, so the kernel's copy is dropped here, before
+   the reply, and its next stat or read past the old size asks JS again. Attributes only (offset
+   -1): dropping pages could wait on a read that waits on us. */
 static int fn_open (const char *path, struct fuse_file_info *fi) {
+  mount_t *m = (mount_t *) fuse_get_context()->private_data;
   REQ(OP_OPEN); r.path = path; r.fi = fi; r.flags = fi->flags;
-  return call_js(&r);
+  int res = call_js(&r);
+  if (res == 0 && cur_opcode == RAW_OPEN && cur_nodeid != 0 && m->ch != NULL) {
+    fuse_lowlevel_notify_inval_inode(m->ch, (fuse_ino_t) cur_nodeid, -1, 0);
+  }
+  return res;
 }
 
 static int fn_create (const char *path, mode_t mode, struct fuse_file_info *fi) {
@@ -594,8 +644,14 @@ static int fn_rename (const char *src, const char *dest) {
 }
 
 static int fn_link (const char *src, const char *dest) {
+  mount_t *m = (mount_t *) fuse_get_context()->private_data;
   REQ(OP_LINK); r.path = src; r.path2 = dest;
-  return call_js(&r);
+  int res = call_js(&r);
+  /* The existing name's kernel inode still has the old link count cached (see uncache_shared_inode). */
+  if (res == 0 && cur_opcode == RAW_LINK && cur_link_from != 0 && m->ch != NULL) {
+    fuse_lowlevel_notify_inval_inode(m->ch, (fuse_ino_t) cur_link_from, -1, 0);
+  }
+  return res;
 }
 
 static int fn_symlink (const char *target, const char *path) {
