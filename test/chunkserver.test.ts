@@ -88,6 +88,20 @@ describe('chunk store', () => {
     await store.close();
   });
 
+  it('makes a new replica from spare files made ahead of time, and left-over spares go at start-up', async () => {
+    const spares = () => readdir(join(dir, 'spare'));
+    for (let i = 0; i < 200 && (await spares()).length < 64; i++) await new Promise((r) => setTimeout(r, 10));
+    expect((await spares()).length).toBe(64); // 32 pairs ready
+    await store.create(0x5a, 1);
+    expect((await spares()).length).toBe(62); // one pair renamed into place
+    expect((await stat(join(dir, 'chunks', handleName(0x5a)))).size).toBe(0);
+    expect(decodeSidecar(await readFile(join(dir, 'chunks', `${handleName(0x5a)}.meta`)))?.version).toBe(1);
+    await store.close();
+    store = await ChunkStore.open({ dataDir: dir, blockSize: B, log: quiet });
+    expect(store.info(0x5a)?.version).toBe(1);
+    expect((await spares()).length).toBeLessThan(62); // the old ones were removed, new ones are being made
+  });
+
   it('names replica files from the handle and keeps one checksum per block', async () => {
     const h = 0xabc;
     await store.create(h, 3);

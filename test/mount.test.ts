@@ -76,6 +76,10 @@ describe('data', () => {
     // Rewritten in place on the second mount: the first sees the new bytes at its next open.
     await ok(`head -c 1000000 /dev/urandom > ${scratch}/y && dd if=${scratch}/y of=${m2}/x bs=64k seek=10 conv=notrunc status=none`);
     await ok(`dd if=${scratch}/y of=${scratch}/x bs=64k seek=10 conv=notrunc status=none && cmp ${scratch}/x ${m1}/x`);
+    // The kernel caches attributes (attr_timeout): the size m1 has just seen must not cut a read
+    // short after m2 grew the file — open drops the cached copy.
+    await ok(`printf a > ${m1}/grow`);
+    expect(await ok(`stat -c %s ${m2}/grow && printf bcdef >> ${m1}/grow && cat ${m2}/grow`)).toBe('1\nabcdef');
   });
 });
 

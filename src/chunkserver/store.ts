@@ -146,11 +146,11 @@ export class ChunkStore {
         if (spare) {
           renameSync(spare.meta, r.metaPath);
           renameSync(spare.data, r.dataPath);
-          await this.files.use(r.metaPath, (fd) => writeAll(fd, encodeHeader(this.blockSize, version), 0));
         } else {
-          await this.files.create(r.metaPath, (fd) => writeAll(fd, encodeHeader(this.blockSize, version), 0));
+          await this.files.create(r.metaPath, () => undefined);
           await this.files.create(r.dataPath, () => undefined);
         }
+        await this.files.use(r.metaPath, (fd) => writeAll(fd, encodeHeader(this.blockSize, version), 0));
       } catch (e) {
         this.files.invalidate(r.dataPath);
         this.files.invalidate(r.metaPath);
