@@ -2,7 +2,7 @@
 // tiny fake master, driven as a client would drive them.
 
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtemp, open, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { PeerPool } from '../src/protocol/pool.js';
 import { RpcServer, connect, type Peer } from '../src/protocol/rpc.js';
 import type { Logger } from '../src/log.js';
 import { ChunkStore, handleName } from '../src/chunkserver/store.js';
-import { decodeSidecar } from '../src/chunkserver/sidecar.js';
+import { decodeSidecar, encodeHeader } from '../src/chunkserver/sidecar.js';
 import { startChunkserver } from '../src/chunkserver/index.js';
 
 const quiet: Logger = { info() {}, warn() {}, debug() {} };
@@ -260,12 +260,39 @@ describe('chunk store', () => {
     expect(await store.remove(20)).toBe(false); // idempotent
   });
 
-  it('refuses a sidecar written with another block size (reports the replica corrupt)', async () => {
+  it('keeps replicas made with another block size: reads, writes and checks them with their own blocks', async () => {
+    const data = randomBytes(3 * B + 100);
     await store.create(30, 2);
-    await store.write(30, 0, randomBytes(100));
+    await store.write(30, 0, data);
     await store.close();
     store = await ChunkStore.open({ dataDir: dir, blockSize: 2 * B, log: quiet });
-    expect(store.corruptHandles()).toEqual([30]);
+    expect(store.corruptHandles()).toEqual([]);
+    expect((await store.read(30, 0, 4 * B)).data.equals(data)).toBe(true);
+    // A write inside block 1 (of B bytes) re-checksums that block alone, as B-byte blocks.
+    await store.write(30, B + 10, Buffer.from('xyz'));
+    Buffer.from('xyz').copy(data, B + 10);
+    await expectSidecarMatchesFile(dir, 30, B);
+    // A new replica gets the configured block size.
+    await store.create(31, 1);
+    await store.write(31, 0, data);
+    await expectSidecarMatchesFile(dir, 31, 2 * B);
+    // Damage in block 2 is caught by block 2's checksum, at B bytes.
+    const fh = await open(join(dir, 'chunks', handleName(30)), 'r+');
+    await fh.write(Buffer.from('!'), 0, 1, 2 * B + 1);
+    await fh.close();
+    await expect(store.read(30, 2 * B, 10)).rejects.toMatchObject({ code: 'EIO' });
+  });
+
+  it('reports a replica whose sidecar has a nonsense block size as corrupt', async () => {
+    await store.create(32, 2);
+    await store.write(32, 0, randomBytes(100));
+    await store.close();
+    const meta = join(dir, 'chunks', `${handleName(32)}.meta`);
+    const side = await readFile(meta);
+    side.set(encodeHeader(3, 2), 0);
+    await writeFile(meta, side);
+    store = await ChunkStore.open({ dataDir: dir, blockSize: B, log: quiet });
+    expect(store.corruptHandles()).toEqual([32]);
   });
 
   it('installs a replica received in pieces, replacing a stale one', async () => {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { configFrom } from '../src/config.js';
+import { configFrom, defaults } from '../src/config.js';
 import { logger } from '../src/log.js';
 import { GfsError } from '../src/protocol/errors.js';
 import type { ChunkserverDataApi } from '../src/protocol/messages.js';
@@ -14,7 +14,10 @@ import { ok, sh, TestCluster, withCluster } from './helpers/cluster.js';
 import { chunkName, chunksOf, md5, replicationProblems, sleep, status, waitFor } from './helpers/faults.js';
 
 const MB = 1_000_000;
-const BLOCK = 64 * 1024;
+/** One checksum block: corrupting one is what a bad sector does to a replica. */
+const BLOCK = defaults.checksumBlock;
+/** The size of one slot rewritten in the lease test. */
+const SLOT = 64 * 1024;
 
 describe('corrupt blocks on disk', () => {
   const env = withCluster({
@@ -25,7 +28,7 @@ describe('corrupt blocks on disk', () => {
   let c: TestCluster, m: string, scratch: string;
   beforeAll(() => void ({ c, m1: m, scratch } = env));
 
-  it('20 random 64 KiB blocks corrupted across replica files: reads are right, all 20 are found and repaired, none is served', async () => {
+  it('20 random checksum blocks corrupted across replica files: reads are right, all 20 are found and repaired, none is served', async () => {
     const files = Array.from({ length: 8 }, (_, i) => `/d${i}`);
     await ok(`for i in $(seq 0 7); do head -c ${12 * MB} /dev/urandom > ${scratch}/d$i && cp ${scratch}/d$i ${m}/d$i || exit 1; done`);
     await waitFor('full replication', 60_000, async () => (await replicationProblems(c, files, 3)) === '');
@@ -129,8 +132,8 @@ describe('a primary that stops answering (SIGSTOP)', () => {
     const SLOTS = 32;
     // Writes of 64 KiB pieces, each closed (so acknowledged) before the next, cycling over 32 slots
     // of one chunk: a lost write, or an old one applied late, leaves a slot with the wrong piece.
-    await ok(`cd ${scratch} && for i in $(seq 0 ${N - 1}); do head -c ${BLOCK} /dev/urandom > p$i; done && head -c ${SLOTS * BLOCK} /dev/zero > expected && cp expected ${m}/s`);
-    await ok(`cd ${scratch} && for i in $(seq 0 ${N - 1}); do dd if=p$i of=expected bs=${BLOCK} seek=$((i % ${SLOTS})) count=1 conv=notrunc status=none; done`);
+    await ok(`cd ${scratch} && for i in $(seq 0 ${N - 1}); do head -c ${SLOT} /dev/urandom > p$i; done && head -c ${SLOTS * SLOT} /dev/zero > expected && cp expected ${m}/s`);
+    await ok(`cd ${scratch} && for i in $(seq 0 ${N - 1}); do dd if=p$i of=expected bs=${SLOT} seek=$((i % ${SLOTS})) count=1 conv=notrunc status=none; done`);
     const peer = await c.masterPeer();
     try {
       const ino = (await peer.call('lookup', { path: '/s' })).ino;
@@ -152,7 +155,7 @@ describe('a primary that stops answering (SIGSTOP)', () => {
         }
       })();
 
-      const writer = sh(`cd ${scratch} && for i in $(seq 0 ${N - 1}); do dd if=p$i of=${m}/s bs=${BLOCK} seek=$((i % ${SLOTS})) count=1 conv=notrunc status=none || exit 1; echo $i > progress; done`);
+      const writer = sh(`cd ${scratch} && for i in $(seq 0 ${N - 1}); do dd if=p$i of=${m}/s bs=${SLOT} seek=$((i % ${SLOTS})) count=1 conv=notrunc status=none || exit 1; echo $i > progress; done`);
       const progress = async () => Number((await sh(`cat ${scratch}/progress`)).stdout.trim() || -1);
       await waitFor('the writer under way', 30_000, async () => (await progress()) >= 30);
 

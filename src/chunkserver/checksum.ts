@@ -1,4 +1,4 @@
-// CRC32 per checksum block (cfg.checksumBlock, 64 KiB by default). zlib.crc32 takes a running
+// CRC32 per checksum block (cfg.checksumBlock, 4 KiB by default). zlib.crc32 takes a running
 // value, so the checksum of a block can be built from pieces (old bytes, a zero gap, new bytes)
 // without first copying them into one buffer.
 
@@ -64,5 +64,41 @@ export class BlockCrcBuilder {
     this.crcs.push(this.cur >>> 0);
     this.cur = 0;
     this.curLen = 0;
+  }
+}
+
+/**
+ * The CRCs of one replica, 4 bytes each in a typed array that grows by doubling (a JS number[]
+ * would hold most CRCs, which are over 2^31, as 8-byte doubles). A full 64 MiB chunk with 4 KiB
+ * blocks takes 64 KiB; a small file's replica takes what its blocks need.
+ */
+export class CrcTable {
+  private a: Uint32Array;
+  length: number;
+
+  constructor(crcs: ArrayLike<number> = []) {
+    this.length = crcs.length;
+    this.a = new Uint32Array(Math.max(4, crcs.length));
+    this.a.set(crcs);
+  }
+
+  get(i: number): number {
+    return this.a[i];
+  }
+
+  /** Set crcs[i]; the table grows to i + 1 if shorter (blocks in between read as 0 until set). */
+  set(i: number, crc: number): void {
+    if (i >= this.a.length) {
+      const grown = new Uint32Array(Math.max(i + 1, this.a.length * 2));
+      grown.set(this.a.subarray(0, this.length));
+      this.a = grown;
+    }
+    this.a[i] = crc;
+    if (i >= this.length) this.length = i + 1;
+  }
+
+  /** Keep the first n CRCs. */
+  truncate(n: number): void {
+    if (n < this.length) this.length = n;
   }
 }

@@ -20,7 +20,7 @@ import { crc32 } from 'node:zlib';
 import { GfsError, asGfsError } from '../protocol/errors.js';
 import type { ChunkHandle, ChunkReport } from '../protocol/messages.js';
 import type { Logger } from '../log.js';
-import { crcOf, zeros } from './checksum.js';
+import { CrcTable, crcOf, zeros } from './checksum.js';
 import { datasyncFd, readAll, syncFd, truncateFd, unlinkQuietly, writeAll } from './fsutil.js';
 import { Incoming } from './incoming.js';
 import { FileCache } from './files.js';
@@ -38,8 +38,10 @@ interface Replica {
   readonly metaPath: string;
   version: number;
   length: number;
+  /** Bytes per checksum block (B), from its sidecar: replicas made under another setting keep theirs. */
+  blockSize: number;
   /** crcs[i] covers bytes [i*B, min((i+1)*B, length)). */
-  crcs: number[];
+  crcs: CrcTable;
   corrupt: boolean;
   /** Removed from the store; operations that still hold it must fail. */
   gone: boolean;
@@ -140,7 +142,7 @@ export class ChunkStore {
   create(handle: ChunkHandle, version: number): Promise<void> {
     return this.ns.run(async () => {
       if (this.replicas.has(handle)) return;
-      const r = this.newReplica(handle, version, 0, [], false);
+      const r = this.newReplica(handle, version, 0, new CrcTable(), false);
       try {
         const spare = this.spares.take();
         if (spare) {
@@ -150,7 +152,7 @@ export class ChunkStore {
           await this.files.create(r.metaPath, () => undefined);
           await this.files.create(r.dataPath, () => undefined);
         }
-        await this.files.use(r.metaPath, (fd) => writeAll(fd, encodeHeader(this.blockSize, version), 0));
+        await this.files.use(r.metaPath, (fd) => writeAll(fd, encodeHeader(r.blockSize, version), 0));
       } catch (e) {
         this.files.invalidate(r.dataPath);
         this.files.invalidate(r.metaPath);
@@ -199,7 +201,7 @@ export class ChunkStore {
   async install(handle: ChunkHandle, version: number, length: number, crcs: number[], tmpData: string, tmpMeta: string): Promise<void> {
     await this.ns.run(async () => {
       const existing = this.replicas.get(handle);
-      const r = existing ?? this.newReplica(handle, version, length, crcs, false);
+      const r = existing ?? this.newReplica(handle, version, length, new CrcTable(crcs), false);
       await r.io.write(async () => {
         this.files.invalidate(r.dataPath);
         this.files.invalidate(r.metaPath);
@@ -210,7 +212,8 @@ export class ChunkStore {
         await this.syncDir();
         r.version = version;
         r.length = length;
-        r.crcs = crcs;
+        r.blockSize = this.blockSize;
+        r.crcs = new CrcTable(crcs);
         r.corrupt = false;
         r.gone = false;
       });
@@ -227,7 +230,7 @@ export class ChunkStore {
       if (r.gone) throw missing(handle);
       if (r.version === version) return;
       await this.files.use(r.metaPath, async (fd) => {
-        await writeAll(fd, encodeHeader(this.blockSize, version), 0);
+        await writeAll(fd, encodeHeader(r.blockSize, version), 0);
         await datasyncFd(fd);
       });
       r.version = version;
@@ -243,7 +246,7 @@ export class ChunkStore {
       this.usable(r);
       const end = Math.min(offset + length, r.length);
       if (offset >= end) return { data: Buffer.alloc(0), chunkLength: r.length };
-      const B = this.blockSize;
+      const B = r.blockSize;
       const first = Math.floor(offset / B);
       const from = first * B;
       const to = Math.min(Math.ceil(end / B) * B, r.length);
@@ -314,7 +317,7 @@ export class ChunkStore {
   async verifyAll(handle: ChunkHandle, pieceBytes = 1024 * 1024): Promise<number> {
     const r = this.replicas.get(handle);
     if (!r) return 0;
-    const B = this.blockSize;
+    const B = r.blockSize;
     const piece = Math.max(B, Math.floor(pieceBytes / B) * B);
     let checked = 0;
     for (let pos = 0; ; pos += piece) {
@@ -353,7 +356,7 @@ export class ChunkStore {
   }
 
   private verify(r: Replica, block: number, bytes: Uint8Array): void {
-    if (crc32(bytes) >>> 0 !== r.crcs[block] >>> 0) {
+    if (crc32(bytes) >>> 0 !== r.crcs.get(block)) {
       this.markCorrupt(r, `checksum mismatch in block ${block}`);
       throw new GfsError('EIO', `replica of chunk ${r.handle} is corrupt (block ${block})`);
     }
@@ -388,7 +391,7 @@ export class ChunkStore {
    * from its pieces: old prefix, zero gap, new data, old suffix.
    */
   private async extent(r: Replica, offset: number, data: Uint8Array): Promise<void> {
-    const B = this.blockSize;
+    const B = r.blockSize;
     const oldLen = r.length;
     const end = offset + data.length;
     const newLen = Math.max(oldLen, end);
@@ -439,7 +442,7 @@ export class ChunkStore {
       throw asGfsError(e);
     }
     // The data is on disk: memory now describes it, whatever happens to the sidecar write.
-    for (let i = bs; i < be; i++) r.crcs[i] = crcs[i - bs];
+    for (let i = bs; i < be; i++) r.crcs.set(i, crcs[i - bs]);
     r.length = newLen;
     await this.files.use(r.metaPath, (fd) => writeAll(fd, encodeCrcs(crcs), crcOffset(bs))).catch((e) => {
       throw asGfsError(e);
@@ -447,7 +450,7 @@ export class ChunkStore {
   }
 
   private async shrink(r: Replica, length: number): Promise<void> {
-    const B = this.blockSize;
+    const B = r.blockSize;
     const last = Math.floor(length / B);
     let lastCrc: number | null = null;
     if (length % B !== 0) {
@@ -464,8 +467,8 @@ export class ChunkStore {
       throw asGfsError(e);
     }
     r.length = length;
-    r.crcs.length = blocks;
-    if (lastCrc !== null) r.crcs[last] = lastCrc;
+    r.crcs.truncate(blocks);
+    if (lastCrc !== null) r.crcs.set(last, lastCrc);
     await this.files
       .use(r.metaPath, async (fd) => {
         if (lastCrc !== null) await writeAll(fd, encodeCrcs([lastCrc]), crcOffset(last));
@@ -476,7 +479,7 @@ export class ChunkStore {
       });
   }
 
-  private newReplica(handle: ChunkHandle, version: number, length: number, crcs: number[], corrupt: boolean): Replica {
+  private newReplica(handle: ChunkHandle, version: number, length: number, crcs: CrcTable, corrupt: boolean): Replica {
     const name = handleName(handle);
     return {
       handle,
@@ -484,6 +487,7 @@ export class ChunkStore {
       metaPath: join(this.dir, `${name}.meta`),
       version,
       length,
+      blockSize: this.blockSize,
       crcs,
       corrupt,
       gone: false,
@@ -527,16 +531,19 @@ export class ChunkStore {
         this.log.warn(`ignoring chunk file ${name}: handle beyond 2^53`);
         continue;
       }
-      const r = this.newReplica(handle, 0, 0, [], false);
+      const r = this.newReplica(handle, 0, 0, new CrcTable(), false);
       r.length = (await stat(r.dataPath)).size;
       const meta = names.has(`${name}.meta`) ? decodeSidecar(await readFile(r.metaPath)) : null;
       if (meta) r.version = meta.version;
       let bad: string | null = null;
       if (!meta) bad = 'sidecar missing or unreadable';
-      else if (meta.blockSize !== this.blockSize) bad = `sidecar has ${meta.blockSize}-byte blocks, configured ${this.blockSize}`;
-      else if (meta.crcs.length < Math.ceil(r.length / this.blockSize)) bad = 'sidecar has fewer checksums than the data has blocks';
+      else if (!validBlockSize(meta.blockSize)) bad = `sidecar has ${meta.blockSize}-byte blocks`;
+      else if (meta.crcs.length < Math.ceil(r.length / meta.blockSize)) bad = 'sidecar has fewer checksums than the data has blocks';
       else if (names.has(`${name}.bad`)) bad = 'marked corrupt earlier';
-      if (meta) r.crcs = Array.from(meta.crcs.subarray(0, Math.ceil(r.length / this.blockSize)));
+      if (meta && !bad) {
+        r.blockSize = meta.blockSize;
+        r.crcs = new CrcTable(meta.crcs.subarray(0, Math.ceil(r.length / meta.blockSize)));
+      }
       if (bad) {
         r.corrupt = true;
         this.log.warn(`chunk ${handle}: ${bad}; reported as corrupt`);
@@ -545,6 +552,9 @@ export class ChunkStore {
     }
   }
 }
+
+/** A block size a sidecar may carry: a power of two from 512 bytes to 1 MiB. */
+const validBlockSize = (n: number): boolean => n >= 512 && n <= 1024 * 1024 && (n & (n - 1)) === 0;
 
 function missing(handle: ChunkHandle): GfsError {
   return new GfsError('ENOENT', `no replica of chunk ${handle}`);
