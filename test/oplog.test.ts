@@ -1,10 +1,10 @@
 // The master's op log on its own: what a crash in the middle of a write leaves behind.
 
 import { describe, expect, it } from 'vitest';
-import { appendFile, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { OpLog } from '../src/master/oplog.js';
+import { OpLog, parseRecords } from '../src/master/oplog.js';
 import type { Namespace } from '../src/master/namespace.js';
 import { nowTimespec } from '../src/master/ops.js';
 
@@ -26,19 +26,47 @@ describe('op log', () => {
       await addDir(ns, log, '/a');
       await log.close();
       const [logName] = (await readdir(dir)).filter((f) => f.startsWith('oplog.'));
-      const good = (await stat(join(dir, logName))).size;
-      // Half a record: a length and a checksum, then fewer bytes than the length says.
-      await appendFile(join(dir, logName), Buffer.from([40, 0, 0, 0, 1, 2, 3, 4, 5, 6]));
+      const path = join(dir, logName);
+      const { end } = parseRecords(await readFile(path));
+      expect(end).toBeGreaterThan(0);
+      // Half a record right after the good ones: a length and a checksum, then fewer bytes
+      // than the length says (the rest of the file is the zeros written ahead).
+      const torn = Buffer.from([40, 0, 0, 0, 1, 2, 3, 4, 5, 6]);
+      const fh = await open(path, 'r+');
+      await fh.write(torn, 0, torn.length, end);
+      await fh.close();
 
       ({ ns, log } = await openLog(dir));
       expect(ns.resolve('/a').type).toBe('dir');
-      expect((await stat(join(dir, logName))).size).toBe(good); // the torn bytes are gone
+      expect((await readFile(path)).subarray(end, end + torn.length)).toEqual(Buffer.alloc(torn.length)); // the torn bytes are gone
+      // A record shorter than the torn one, then a restart: nothing of the torn bytes follows it.
       await addDir(ns, log, '/b');
       await log.close();
 
       const again = await openLog(dir);
       expect(again.replayed).toBe(2);
       expect(again.ns.resolve('/b').type).toBe('dir');
+      await again.log.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('writes records into zeros written ahead: the file does not grow with each record', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gfs-oplog-'));
+    try {
+      const { ns, log } = await openLog(dir);
+      await addDir(ns, log, '/first');
+      const [logName] = (await readdir(dir)).filter((f) => f.startsWith('oplog.'));
+      const path = join(dir, logName);
+      const size = (await stat(path)).size;
+      expect(size).toBeGreaterThan(1 << 20);
+      for (let i = 0; i < 200; i++) await addDir(ns, log, `/d${i}`);
+      expect((await stat(path)).size).toBe(size);
+      await log.close();
+      const again = await openLog(dir);
+      expect(again.replayed).toBe(201);
+      expect(again.ns.resolve('/d199').type).toBe('dir');
       await again.log.close();
     } finally {
       await rm(dir, { recursive: true, force: true });

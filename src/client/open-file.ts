@@ -140,10 +140,17 @@ export class OpenFile {
   async flush(): Promise<void> {
     await this.sendRecords();
     await this.sendBuffered();
+    // The master takes the new size while the last writes travel (a record append's offset is
+    // known only once it is done, so appends have been awaited above). Nothing of this flush is
+    // acknowledged before both are done; a write that fails may leave the size covering the
+    // range it did not fill, which then reads as zeros (as a failed writeback does on a local
+    // disk) - the flush reports the error either way.
+    const end = this.dirtyEnd;
+    const extended = end > 0 ? this.client.extend(this.ino, end) : null;
+    extended?.catch(() => {}); // awaited below, after the writes
     while (this.batches.length > 0) await this.batches[0].done;
-    if (this.dirtyEnd > 0) {
-      const end = this.dirtyEnd;
-      await this.client.extend(this.ino, end);
+    if (extended) {
+      await extended;
       // Only now: until the master has the size, getattr must still add it (pendingEnd), or the
       // kernel would take the old size and cut its cached pages and i_size to it.
       if (this.dirtyEnd <= end) this.dirtyEnd = 0;

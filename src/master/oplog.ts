@@ -3,11 +3,17 @@
 // (a crash mid-write) ends replay there. Many ops share one fdatasync (group commit), and none is
 // acknowledged before its fsync.
 //
+// The log file is filled with zeros ahead of the records, LOG_STEP at a time: a record then lands
+// in blocks that already exist, so its fdatasync flushes data only, not the file system's journal
+// (measured here: 125 -> 88 us per write + fdatasync; and ext4's journal commits also hold up
+// chunkservers' file creates). Replay stops at the zeros (no record has length 0).
+//
 // Files in the master's data dir:
 //   checkpoint        {gen, chunkSize, image} in msgpack, with a crc32 header; replaced atomically by rename
 //   oplog.<gen>       the records applied after that checkpoint
 
-import { open, readFile, rename, rm, readdir, truncate, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readFile, rename, rm, readdir, type FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
 import { decode, encode } from '../protocol/rpc.js';
@@ -19,6 +25,12 @@ interface Checkpoint {
   chunkSize: number;
   image: NamespaceImage;
 }
+
+/** Bytes of zeros the log is extended by when the records reach the end of what was filled. */
+const LOG_STEP = 4 * 1024 * 1024;
+
+/** Open (or create) a log for positional writes: O_APPEND would ignore the positions. */
+const openLogFile = (path: string): Promise<FileHandle> => open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
 
 function frame(body: Buffer): Buffer {
   const head = Buffer.allocUnsafe(8);
@@ -53,6 +65,9 @@ export class OpLog {
     private readonly dir: string,
     private gen: number,
     private fh: FileHandle,
+    /** Where the next record goes, and the end of the zeros written ahead of it. */
+    private writeAt: number,
+    private filled: number,
     private readonly chunkSize: number,
     private readonly checkpointEvery: number,
     private readonly snapshot: () => NamespaceImage,
@@ -83,16 +98,22 @@ export class OpLog {
     const logPath = join(dir, `oplog.${gen}`);
     let replayed = 0;
     const buf = await readFile(logPath).catch(() => null);
+    const fh = await openLogFile(logPath);
+    let end = 0;
     if (buf) {
       recovered = true;
-      const { ops, end } = parseRecords(buf);
-      // A torn tail (a crash mid-write) is cut off: records appended after it would never be
-      // replayed, since replay stops at the first bad record.
-      if (end < buf.length) {
-        process.stderr.write(`master WARN op log ${logPath}: ${buf.length - end} bytes of torn or corrupt tail dropped\n`);
-        await truncate(logPath, end);
+      const parsed = parseRecords(buf);
+      end = parsed.end;
+      // A torn tail (a crash mid-write) is zeroed: records written over it could otherwise be
+      // followed by its leftovers, and replay stops at the first bad record.
+      let last = buf.length;
+      while (last > end && buf[last - 1] === 0) last--;
+      if (last > end) {
+        process.stderr.write(`master WARN op log ${logPath}: ${last - end} bytes of torn or corrupt tail dropped\n`);
+        await fh.write(Buffer.alloc(last - end), 0, last - end, end);
+        await fh.datasync();
       }
-      for (const op of ops) {
+      for (const op of parsed.ops) {
         try {
           ns.apply(op);
           onReplay(op);
@@ -107,8 +128,7 @@ export class OpLog {
     for (const f of await readdir(dir)) {
       if (f.startsWith('oplog.') && f !== `oplog.${gen}`) await rm(join(dir, f), { force: true });
     }
-    const fh = await open(logPath, 'a');
-    const log = new OpLog(dir, gen, fh, chunkSize, checkpointEvery, snapshotOf(ns));
+    const log = new OpLog(dir, gen, fh, end, buf?.length ?? 0, chunkSize, checkpointEvery, snapshotOf(ns));
     log.records = replayed;
     if (!ckpt) await log.checkpoint(); // pin the chunk size from the very first start
     return { ns, log, recovered, replayed };
@@ -132,7 +152,14 @@ export class OpLog {
       this.pending = [];
       this.waiters = [];
       try {
-        await this.fh.write(batch);
+        if (this.writeAt + batch.length > this.filled) {
+          // One write of zeros ahead, flushed by the same fdatasync as the batch.
+          const to = this.writeAt + batch.length + LOG_STEP;
+          await this.fh.write(Buffer.alloc(to - this.filled), 0, to - this.filled, this.filled);
+          this.filled = to;
+        }
+        await this.fh.write(batch, 0, batch.length, this.writeAt);
+        this.writeAt += batch.length;
         await this.fh.datasync();
         for (const w of waiters) w.resolve();
       } catch (e) {
@@ -155,12 +182,14 @@ export class OpLog {
     await fh.write(frame(body));
     await fh.sync();
     await fh.close();
-    const newLog = await open(join(this.dir, `oplog.${next}`), 'a');
+    const newLog = await openLogFile(join(this.dir, `oplog.${next}`));
     await rename(tmp, join(this.dir, 'checkpoint'));
     await syncDir(this.dir);
     const old = this.fh;
     const oldGen = this.gen;
     this.fh = newLog;
+    this.writeAt = 0;
+    this.filled = 0;
     this.gen = next;
     this.records = 0;
     await old.close();
