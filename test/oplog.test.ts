@@ -18,10 +18,19 @@ async function addDir(ns: Namespace, log: OpLog, path: string): Promise<void> {
   await log.append(op);
 }
 
+/** Run fn in a fresh temporary directory, removed afterwards whatever happens. */
+async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'gfs-oplog-'));
+  try {
+    await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 describe('op log', () => {
-  it('drops a torn tail at start-up, so records logged after it are replayed next time', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'gfs-oplog-'));
-    try {
+  it('drops a torn tail at start-up, so records logged after it are replayed next time', () =>
+    inTempDir(async (dir) => {
       let { ns, log } = await openLog(dir);
       await addDir(ns, log, '/a');
       await log.close();
@@ -47,14 +56,10 @@ describe('op log', () => {
       expect(again.replayed).toBe(2);
       expect(again.ns.resolve('/b').type).toBe('dir');
       await again.log.close();
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 
-  it('writes records into zeros written ahead: the file does not grow with each record', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'gfs-oplog-'));
-    try {
+  it('writes records into zeros written ahead: the file does not grow with each record', () =>
+    inTempDir(async (dir) => {
       const { ns, log } = await openLog(dir);
       await addDir(ns, log, '/first');
       const [logName] = (await readdir(dir)).filter((f) => f.startsWith('oplog.'));
@@ -68,8 +73,5 @@ describe('op log', () => {
       expect(again.replayed).toBe(201);
       expect(again.ns.resolve('/d199').type).toBe('dir');
       await again.log.close();
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 });
