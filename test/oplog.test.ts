@@ -74,4 +74,32 @@ describe('op log', () => {
       expect(again.ns.resolve('/d199').type).toBe('dir');
       await again.log.close();
     }));
+  it('writes over a batch whose fsync failed, leaving nothing of it to replay', () =>
+    inTempDir(async (dir) => {
+      let { ns, log } = await openLog(dir);
+      // Same-sized records (fixed times), so a later record can line up with a failed one's.
+      const op = (path: string) => ({ ...mkdirOp(ns, path), time: [1, 1] as [number, number] });
+      const add = (path: string) => {
+        const o = op(path);
+        ns.apply(o);
+        return log.append(o);
+      };
+      await add('/a');
+      // The disk refuses one fsync, for a batch of two records: their callers are told they failed.
+      const fh = (log as unknown as { fh: { datasync(): Promise<void> } }).fh;
+      const datasync = fh.datasync.bind(fh);
+      fh.datasync = () => Promise.reject(new Error('EIO: simulated'));
+      const failed = [add('/b'), add('/z')];
+      for (const f of failed) await expect(f).rejects.toThrow('simulated');
+      fh.datasync = datasync;
+      // Written where '/b' was, exactly as long: '/z' would follow it if it were left there.
+      await add('/c');
+      await log.close();
+
+      ({ ns, log } = await openLog(dir));
+      expect(ns.resolve('/a').type).toBe('dir');
+      expect(ns.resolve('/c').type).toBe('dir');
+      expect(() => ns.resolve('/z')).toThrow();
+      await log.close();
+    }));
 });

@@ -60,6 +60,8 @@ export class OpLog {
   private waiters: Array<{ resolve(): void; reject(e: Error): void }> = [];
   private flushing: Promise<void> | null = null;
   private records = 0;
+  /** End of the bytes a failed batch may have left after writeAt: the next batch zeroes them. */
+  private scribbled = 0;
 
   private constructor(
     private readonly dir: string,
@@ -158,9 +160,15 @@ export class OpLog {
           await this.fh.write(Buffer.alloc(to - this.filled), 0, to - this.filled, this.filled);
           this.filled = to;
         }
-        await this.fh.write(batch, 0, batch.length, this.writeAt);
-        this.writeAt += batch.length;
+        // A failed batch is written over by the next one; what is left of it beyond is zeroed in the
+        // same write, or replay could run on into records whose callers were told they failed.
+        const leftover = this.scribbled - (this.writeAt + batch.length);
+        const out = leftover > 0 ? Buffer.concat([batch, Buffer.alloc(leftover)]) : batch;
+        this.scribbled = Math.max(this.scribbled, this.writeAt + batch.length);
+        await this.fh.write(out, 0, out.length, this.writeAt);
         await this.fh.datasync();
+        this.writeAt += batch.length;
+        this.scribbled = 0;
         for (const w of waiters) w.resolve();
       } catch (e) {
         for (const w of waiters) w.reject(e as Error);
@@ -182,7 +190,7 @@ export class OpLog {
     await fh.write(frame(body));
     await fh.sync();
     await fh.close();
-    const newLog = await openLogFile(join(this.dir, `oplog.${next}`));
+    const newLog = await open(join(this.dir, `oplog.${next}`), 'w+'); // empty, whatever a crash left
     await rename(tmp, join(this.dir, 'checkpoint'));
     await syncDir(this.dir);
     const old = this.fh;
@@ -190,6 +198,7 @@ export class OpLog {
     this.fh = newLog;
     this.writeAt = 0;
     this.filled = 0;
+    this.scribbled = 0;
     this.gen = next;
     this.records = 0;
     await old.close();
