@@ -27,6 +27,12 @@ const INLINE_MAX = 256 * 1024;
 /** Large reads go as pieces of this size, side by side and spread over the replicas. */
 const READ_PIECE = 1024 * 1024;
 
+function padded(data: Buffer, length: number): Buffer {
+  const out = Buffer.alloc(length);
+  data.copy(out);
+  return out;
+}
+
 export class ChunkIo {
   private readonly locations = new Map<number, Locations>();
   private readonly targets = new Map<string, { target: WriteTarget; until: number }>();
@@ -54,8 +60,12 @@ export class ChunkIo {
 
   // ------------------------------------------------------------------ reads
 
-  /** Up to length bytes at offset; shorter at the end of the file; holes read as zeros. */
-  async read(ino: number, offset: number, length: number): Promise<Buffer> {
+  /**
+   * Up to length bytes at offset, as consecutive pieces (not joined: a large read-ahead window
+   * would otherwise be zero-filled and copied once more); shorter at the end of the file; holes
+   * read as zeros.
+   */
+  async read(ino: number, offset: number, length: number): Promise<Buffer[]> {
     const cs = this.cfg.chunkSize;
     let locs = await this.locate(ino, Math.floor(offset / cs), Math.ceil((offset + length) / cs));
     if (offset + length > locs.size) {
@@ -64,29 +74,16 @@ export class ChunkIo {
       locs = await this.locate(ino, Math.floor(offset / cs), Math.ceil((offset + length) / cs));
     }
     const end = Math.min(offset + length, locs.size);
-    if (end <= offset) return Buffer.alloc(0);
-    const firstIndex = Math.floor(offset / cs);
-    if (end - offset <= READ_PIECE && Math.floor((end - 1) / cs) === firstIndex) {
-      // One piece (a random read, a small file): the reply itself, when it is whole, with no
-      // buffer to assemble. A short one ends in a hole, which reads as zeros.
-      const data = await this.readChunk(ino, firstIndex, offset - firstIndex * cs, end - offset, this.spread++);
-      if (data.length === end - offset) return data;
-      const padded = Buffer.alloc(end - offset);
-      data.copy(padded);
-      return padded;
-    }
-    const out = Buffer.alloc(end - offset);
-    const pieces: Promise<void>[] = [];
+    // Pieces side by side, spread over the replicas; a short one ends in a hole: zeros.
+    const pieces: Promise<Buffer>[] = [];
     for (let pos = offset; pos < end; ) {
       const index = Math.floor(pos / cs);
       const inChunk = pos - index * cs;
       const n = Math.min(end - pos, cs - inChunk, READ_PIECE);
-      const at = pos - offset;
-      pieces.push(this.readChunk(ino, index, inChunk, n, this.spread++).then((data) => void data.copy(out, at)));
+      pieces.push(this.readChunk(ino, index, inChunk, n, this.spread++).then((data) => (data.length === n ? data : padded(data, n))));
       pos += n;
     }
-    await Promise.all(pieces);
-    return out;
+    return Promise.all(pieces);
   }
 
   /** Each read starts at the next replica in turn: the load spreads over all of them. */
