@@ -17,7 +17,9 @@
 // 2. Memory. The master runs in this process (startMaster from dist/) so that gc() and
 //    process.memoryUsage() see its heap. --bulk-workers client processes create --files files in
 //    --dirs directories through GfsClient.create, --window calls in flight each. Bytes per file =
-//    (heap after GC with the files - heap after GC of the empty master) / files.
+//    (memory after GC with the files - memory after GC of the empty master) / files, where memory
+//    is the JS heap plus ArrayBuffer backing stores (the master's inode columns are typed arrays,
+//    which live outside the heap: heapUsed alone would not count them).
 // 3. Restart. The op log then holds every create (checkpointEvery is set out of reach for the
 //    creation). Timed: startMaster in this process until a lookup over a new connection answers,
 //    and `node dist/cli.js master --data DIR` until its gfs-ready line (and until a lookup answers).
@@ -28,7 +30,7 @@
 //    replay_s_oplog_N_if_rid_eviction_o1  OpLog.open of the same log with replies.ts's 100,000-entry
 //                                         request-id cache swapped for one with O(1) eviction
 //    heap_part_*                          a Namespace of the same files built directly in a fresh
-//                                         process and taken apart piece by piece (see breakdown())
+//                                         process, and what its parts take (see breakdown())
 
 import { fork, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, readdirSync } from 'node:fs';
@@ -165,10 +167,6 @@ async function main() {
   let inproc = null; // the master running in this process, if any
 
   // ---------------------------------------------------------------- helpers
-  const heap = () => {
-    for (let i = 0; i < 3; i++) globalThis.gc();
-    return process.memoryUsage().heapUsed;
-  };
 
   function startWorker() {
     const proc = fork(self, ['--worker'], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -303,9 +301,9 @@ async function main() {
       return { opts: { dataDir, host: '127.0.0.1', port: 0, cfg: configFrom({ checkpointEvery }), log }, loaded: () => loaded };
     };
     const NEVER = Number.MAX_SAFE_INTEGER;
-    const heapBare = heap();
+    const heapBare = await heap();
     inproc = await startMaster(master(NEVER).opts);
-    const heapEmpty = heap();
+    const heapEmpty = await heap();
     const url = `ws://${inproc.address}`;
     note(`memory: master in this process (heap ${(heapEmpty / 2 ** 20).toFixed(1)} MiB empty, ${((heapEmpty - heapBare) / 2 ** 20).toFixed(1)} MiB of it the master's), creating ${files} files in ${dirs} dirs from ${bulkWorkers} client processes, ${window} creates in flight each`);
     const ws = Array.from({ length: bulkWorkers }, startWorker);
@@ -330,7 +328,7 @@ async function main() {
     await stopWorkers(ws);
     figure('bulk_creates_per_s_pipelined', files / bulkS);
     await sleep(500); // closed connections fully torn down
-    const heapFull = heap();
+    const heapFull = await heap();
     figure(`master_heap_mib_${files}`, (heapFull - heapEmpty) / 2 ** 20);
     figure(`master_heap_bytes_per_file_${files}`, (heapFull - heapEmpty) / files);
     figure(`process_rss_mib_${files}`, process.memoryUsage().rss / 2 ** 20);
@@ -352,7 +350,7 @@ async function main() {
       const ms = await lookupAnswered(`ws://${inproc.address}`, last, t0);
       figure(`restart_inprocess_s_${what}_${files}`, ms / 1000, 2);
       note(`  in process: ${mm.loaded()}`);
-      if (heapFigure) figure(`${heapFigure}_${files}`, (heap() - heapEmpty) / files);
+      if (heapFigure) figure(`${heapFigure}_${files}`, ((await heap()) - heapEmpty) / files);
       await inproc.stop();
       inproc = null;
     };
@@ -448,23 +446,43 @@ function ridRing(max) {
 // ====================================================================== where the bytes go
 
 /**
+ * The JS heap plus ArrayBuffer backing stores (typed arrays live outside the heap), after GC. A
+ * freed backing store is given back a little after the GC that found it dead: hence the pauses
+ * (without them a figure taken after dropping a namespace came out 100-500 bytes per file off).
+ */
+async function heap() {
+  for (let i = 0; i < 3; i++) {
+    globalThis.gc();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+}
+
+/**
  * Builds the namespace the benchmark builds (dirs × files/dirs, 10-byte names, create ops as the
- * master's handler makes them), then takes it apart piece by piece, measuring the heap freed by
- * each step. Also prices the request-id cache of replies.ts (100,000 entries by default).
+ * master's handler makes them) and reports what its parts take: the inode columns, the directory
+ * entries (name strings and Map entries), the rest. Then the same with one chunk per file. Also
+ * prices the request-id cache of replies.ts (100,000 entries by default).
  */
 async function breakdown(files, dirs) {
   const { Namespace } = await import(dist('master/namespace.js'));
   const { nowTimespec } = await import(dist('master/ops.js'));
   const { Replies } = await import(dist('master/replies.js'));
   const { encode, decode } = await import(dist('protocol/rpc.js'));
-  const heap = () => {
-    for (let i = 0; i < 3; i++) globalThis.gc();
-    return process.memoryUsage().heapUsed;
-  };
   const per = (bytes) => bytes / files;
   const perDir = Math.floor(files / dirs);
-  const keep = new Array(files + dirs + 1).fill(0); // slots for references, allocated up front
   const part = (name, bytes) => figure(`heap_part_${name}_bytes_per_file`, per(bytes));
+
+  // The request ids kept by replies.ts for retried requests: the last 100,000 namespace changes.
+  let h = await heap();
+  const replies = new Replies();
+  const client = 'a1b2c3d4e5f60718';
+  for (let i = 0; i < files; i++) {
+    const req = decode(encode({ path: `/${dirName(i % dirs)}/${fileName(i)}`, mode: 0o644, uid: 0, gid: 0, exclusive: true, rid: `${client}-${i + 1}` }));
+    replies.replayed({ t: 'create', path: req.path, mode: req.mode, uid: req.uid, gid: req.gid, ino: i + 2, time: nowTimespec(), rid: req.rid });
+  }
+  figure('heap_replies_rid_cache_mib', ((await heap()) - h) / 2 ** 20);
 
   // The ops as the server makes them: path from the decoded request, time from nowTimespec().
   const build = () => {
@@ -479,81 +497,25 @@ async function breakdown(files, dirs) {
     return ns;
   };
 
-  let h = heap();
+  h = await heap();
   let ns = build();
-  let h1 = heap();
-  figure(`heap_namespace_bytes_per_file_${files}`, per(h1 - h));
-
-  // Piece by piece: each step frees one kind of object; the heap it gives back is its cost.
-  const sharedChunks = [];
-  for (const n of ns.inodes.values()) if (n.chunks && n.chunks.length === 0) n.chunks = sharedChunks;
-  let h2 = heap();
-  part('chunks_empty_array', h1 - h2);
-  const sharedTime = [0, 0];
-  for (const n of ns.inodes.values()) n.atime = n.mtime = n.ctime = sharedTime;
-  let h3 = heap();
-  part('timespec_array', h2 - h3);
-  let k = 0;
-  for (const n of ns.inodes.values()) keep[k++] = n;
-  const dirsOf = [...ns.inodes.values()].filter((n) => n.children);
-  for (const d of dirsOf) d.children = new Map();
-  const h4 = heap();
-  part('dir_entries_name_and_map', h3 - h4);
-  ns.inodes.clear();
-  const h5 = heap();
-  part('inodes_map_entry', h4 - h5);
-  keep.fill(0);
-  const h6 = heap();
-  part('inode_object', h5 - h6);
+  const whole = (await heap()) - h;
+  figure(`heap_namespace_bytes_per_file_${files}`, per(whole));
+  part('inode_columns', ns.inodes.columnBytes);
+  // A first chunk per file (addChunk + its version, as a first write makes them).
+  h = await heap();
+  for (let ino = dirs + 2; ino < dirs + 2 + files; ino++) {
+    ns.apply({ t: 'addChunk', ino, index: 0, handle: ns.nextHandle });
+    ns.apply({ t: 'version', handle: ns.nextHandle - 1, version: 1 });
+  }
+  part('one_chunk_each_if_written', (await heap()) - h);
+  // Directory entries: what emptying the directories gives back.
+  h = await heap();
+  for (const n of ns.inodes.all()) n.children?.clear();
+  const entries = h - (await heap());
+  part('dir_entries_name_and_map', entries);
+  part('other', whole - ns.inodes.columnBytes - entries);
   ns = null;
 
-  // Dir entries split: the name strings alone (made the way splitPath makes them).
-  h = heap();
-  for (let i = 0; i < files; i++) keep[i] = `/${dirName(i % dirs)}/${fileName(i)}`.split('/')[2];
-  part('dir_entry_name_string', heap() - h);
-  keep.fill(0);
-
-  // The inode object: the literal addNode makes has 10 properties; `chunks` is added after it,
-  // into an out-of-object property array.
-  const t = [0, 0];
-  h = heap();
-  for (let i = 0; i < files; i++) {
-    const node = { ino: i, type: 'file', perm: 0o644, uid: 0, gid: 0, nlink: 1, size: 0, atime: t, mtime: t, ctime: t };
-    node.chunks = sharedChunks;
-    keep[i] = node;
-  }
-  const asBuilt = heap() - h;
-  keep.fill(0);
-  h = heap();
-  for (let i = 0; i < files; i++) keep[i] = { ino: i, type: 'file', perm: 0o644, uid: 0, gid: 0, nlink: 1, size: 0, atime: t, mtime: t, ctime: t, chunks: sharedChunks };
-  const literal11 = heap() - h;
-  keep.fill(0);
-  part('inode_object_as_built', asBuilt);
-  part('inode_object_if_chunks_in_literal', literal11);
-
-  // A compact alternative, to size a fix: no ino/Map (an array indexed by ino), type and
-  // permission bits in one mode, times as integer fields (seconds and nanoseconds fit in a Smi
-  // until 2038), no chunk array until the first chunk, rare fields behind one reference.
-  class Compact {
-    constructor(mode, uid, gid, s, ns) {
-      this.mode = mode; this.uid = uid; this.gid = gid; this.nlink = 1; this.size = 0;
-      this.as = s; this.ans = ns; this.ms = s; this.mns = ns; this.cs = s; this.cns = ns;
-      this.chunks = undefined; this.ext = undefined;
-    }
-  }
-  h = heap();
-  for (let i = 0; i < files; i++) keep[i] = new Compact(0o100644, 0, 0, 1_763_700_000, i);
-  part('compact_inode_object_alternative', heap() - h);
-  keep.fill(0);
-
-  // The request ids kept by replies.ts for retried requests: the last 100,000 namespace changes.
-  h = heap();
-  const replies = new Replies();
-  const client = 'a1b2c3d4e5f60718';
-  for (let i = 0; i < files; i++) {
-    const req = decode(encode({ path: `/${dirName(i % dirs)}/${fileName(i)}`, mode: 0o644, uid: 0, gid: 0, exclusive: true, rid: `${client}-${i + 1}` }));
-    replies.replayed({ t: 'create', path: req.path, mode: req.mode, uid: req.uid, gid: req.gid, ino: i + 2, time: nowTimespec(), rid: req.rid });
-  }
-  figure('heap_replies_rid_cache_mib', (heap() - h) / 2 ** 20);
-  keep[0] = replies;
+  return replies; // alive until now
 }
