@@ -380,6 +380,76 @@ describe("fuse-native fork (libfuse 2.9)", () => {
   });
 });
 
+describe("getattr of listed names, answered in C (names-cache.c)", () => {
+  const calls: Call[] = [];
+  let dir = "";
+  let M = "";
+  let fuse: FuseMount | undefined;
+  /** getattr calls that reached JS for path. */
+  const getattrs = (p: string) => calls.filter((c) => c.op === "getattr" && c.args[0] === p).length;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "gfs-native-names-"));
+    M = path.join(dir, "mnt");
+    await mkdir(M);
+    const base = memFs(calls);
+    // A listing with every entry's attributes, as gfs's adapter gives it.
+    const ops: FuseOps = {
+      ...base,
+      readdir(p, cb) {
+        base.readdir!(p, (res: number, names?: string[]) => {
+          if (res !== 0 || !names) return cb(res);
+          const recorded = calls.length;
+          const stats = names.map((n) => {
+            let st: Stat | undefined;
+            base.getattr(n === "." || n === ".." ? p : path.posix.join(p, n), (_r: number, s?: Stat) => (st = s));
+            return st!;
+          });
+          calls.splice(recorded); // those were ours, not the kernel's
+          cb(0, names, stats);
+        });
+      },
+    };
+    // entry_timeout 0: every stat makes the kernel look the name up, so each one is seen here.
+    fuse = new FuseMount(M, ops, { attrTimeout: 1, entryTimeout: 0, fsname: "gfs-test-names" });
+    await fuse.mount();
+    expect((await sh(`mkdir ${M}/c && : > ${M}/c/a && : > ${M}/c/b`)).code).toBe(0);
+  }, 30_000);
+
+  afterAll(async () => {
+    try {
+      await fuse?.unmount();
+    } finally {
+      const still = await sh(`grep -qs " ${M} " /proc/mounts && echo mounted || true`);
+      if (!still.stdout.includes("mounted") && dir) await rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  test("after a listing, stat of its names does not reach JS; after a change it does, and sees it", async () => {
+    await new Promise((r) => setTimeout(r, 1100)); // what the creates left is stale by now
+    calls.length = 0;
+    let r = await sh(`ls -l ${M}/c >/dev/null && stat -c %s ${M}/c/a ${M}/c/b`);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("0\n0\n");
+    expect(calls.filter((c) => c.op === "readdir")).toHaveLength(1);
+    expect(getattrs("/c/a") + getattrs("/c/b")).toBe(0);
+
+    // A write through the mount drops what the listing left: the next stat asks JS and sees it.
+    r = await sh(`echo hello >> ${M}/c/a && stat -c %s ${M}/c/a`);
+    expect(r.stdout).toBe("6\n");
+    expect(getattrs("/c/a")).toBeGreaterThan(0);
+
+    // Listed again: kept for attr_timeout (1 s) only.
+    expect((await sh(`ls -l ${M}/c >/dev/null`)).code).toBe(0);
+    calls.length = 0;
+    expect((await sh(`stat -c %s ${M}/c/b`)).stdout).toBe("0\n");
+    expect(getattrs("/c/b")).toBe(0);
+    await new Promise((r) => setTimeout(r, 1200));
+    expect((await sh(`stat -c %s ${M}/c/b`)).stdout).toBe("0\n");
+    expect(getattrs("/c/b")).toBe(1);
+  });
+});
+
 describe("mount errors", () => {
   test("mount() rejects with a clear message for a missing or non-empty mountpoint", async () => {
     const d = await mkdtemp(path.join(os.tmpdir(), "gfs-native-err-"));

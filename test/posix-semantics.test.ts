@@ -187,6 +187,13 @@ describe('extended attributes', () => {
     // A 10 KB binary value comes back byte for byte.
     await ok(`head -c 10000 /dev/urandom > ${scratch}/xv && setfattr -n user.blob -v 0s$(base64 -w0 ${scratch}/xv) ${m1}/xa`);
     await ok(`getfattr --only-values -n user.blob ${m2}/xa | cmp - ${scratch}/xv`);
+    // ACLs and SELinux labels are not kept: "not supported", for reading and for setting alike
+    // (`ls -l` then stops asking for them on this mount).
+    for (const cmd of [`getfattr -n security.selinux ${m1}/xa`, `getfattr -n system.posix_acl_access ${m1}/xa`, `setfattr -n security.selinux -v x ${m1}/xa`]) {
+      const r = await sh(`LC_ALL=C ${cmd}`);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/Operation not supported/);
+    }
     // Permissions are the kernel's: only someone who may write the file may set them.
     const denied = await sh(`LC_ALL=C ${asNobody(`setfattr -n user.x -v 1 ${m1}/xa`)}`);
     expect(denied.stderr).toMatch(/Permission denied/);

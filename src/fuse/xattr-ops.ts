@@ -10,9 +10,10 @@ const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 const EOPNOTSUPP = 95;
 /**
- * The binding answers "none" for these without a round trip (the kernel asks for the capability
- * before every write(2), `ls -l` for the ACLs and SELinux label of every entry); storing one would
- * make the two disagree, so they are refused — as on a file system without ACL or SELinux support.
+ * The binding answers EOPNOTSUPP for these without a round trip (the kernel asks for the capability
+ * before every write(2), `ls -l` for the ACLs and SELinux label of every entry, and stops asking
+ * for the device once told "unsupported"); storing one would make the two disagree, so they are
+ * refused the same way — as on a file system without ACL or SELinux support.
  * Keep in step with never_stored[] in native/fuse-native.c.
  */
 const NEVER_STORED = new Set(['security.capability', 'security.selinux', 'system.posix_acl_access', 'system.posix_acl_default']);

@@ -17,7 +17,8 @@
  *     are matched by (slot, sequence) so a callback called twice cannot wake the wrong request;
  *   - the mount thread tears libfuse down in the right order and tells JS when it has finished;
  *   - open() drops the kernel's cached attributes of the file (close-to-open with attr_timeout > 0);
- *     hard-linked files are never attribute-cached (each name is its own kernel inode here).
+ *     hard-linked files are never attribute-cached (each name is its own kernel inode here);
+ *   - getattr of a name a listing just returned is answered here, from the listing (names-cache.h).
  */
 
 #ifndef FUSE_USE_VERSION
@@ -51,6 +52,8 @@
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "names-cache.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Operations. The order is the order of OP_NAMES, which is exported to JS as `opNames`.      */
@@ -121,6 +124,7 @@ typedef struct request {
   fuse_fill_dir_t filler;
   int blocking;           /* a lock wait that may last: the worker watches for FUSE_INTERRUPT */
   int interrupted;        /* set (atomically) by the worker when the kernel interrupted the call */
+  uint64_t names_epoch;   /* readdir: the names cache's generation when the call was made */
 } request_t;
 
 typedef struct {
@@ -158,6 +162,8 @@ typedef struct {
   slot_t *slots;          /* JS thread only */
   uint32_t nslots;
   uint32_t seq;
+
+  names_cache_t *names;   /* attributes from listings (NULL: none kept) */
 } mount_t;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -457,6 +463,19 @@ static int hides_rename_target (const char *src, const char *dest) {
 /* ------------------------------------------------------------------------------------------ */
 /* Worker side: hand a request to the JS thread and wait for the reply.                       */
 
+/* Requests that may change what a getattr answers: the names cache is dropped when one is made
+   and again when it is answered (a listing in between keeps nothing). An open too: it fetches
+   fresh attributes (close-to-open). */
+static int changes_names (int op) {
+  switch (op) {
+    case OP_INIT: case OP_GETATTR: case OP_FGETATTR: case OP_ACCESS: case OP_STATFS: case OP_READDIR:
+    case OP_READ: case OP_READLINK: case OP_GETXATTR: case OP_LISTXATTR:
+      return 0;
+    default:
+      return 1;
+  }
+}
+
 static int call_js (request_t *r) {
   struct fuse_context *ctx = fuse_get_context();
   mount_t *m = (mount_t *) ctx->private_data;
@@ -472,6 +491,8 @@ static int call_js (request_t *r) {
 
   r->res = -EIO;
   r->next = NULL;
+  if (changes_names(r->op)) names_changed(m->names);
+  r->names_epoch = names_epoch(m->names);
   if (uv_sem_init(&r->sem, 0) != 0) {
     pthread_setcancelstate(oldstate, NULL);
     return -EIO;
@@ -508,6 +529,8 @@ static int call_js (request_t *r) {
 #define REQ(o) request_t r; memset(&r, 0, sizeof(r)); r.op = (o)
 
 static int fn_getattr (const char *path, struct stat *st) {
+  mount_t *m = (mount_t *) fuse_get_context()->private_data;
+  if (names_get(m->names, path, st)) return 0;
   REQ(OP_GETATTR); r.path = path; r.st = st;
   return call_js(&r);
 }
@@ -681,10 +704,13 @@ static int fn_setxattr (const char *path, const char *name, const char *value, s
   return call_js(&r);
 }
 
-/* Attributes gfs never stores (the adapter refuses to set them), answered "none" here without a
-   round trip to JS: security.capability, which the kernel asks for before every write(2) (to drop
+/* Attributes gfs never stores (the adapter refuses to set them, EOPNOTSUPP), answered here without
+   a round trip to JS: security.capability, which the kernel asks for before every write(2) (to drop
    file capabilities); POSIX ACLs and the SELinux label, which `ls -l` asks for of every entry.
-   ENODATA is what ext4 says for a file without them. */
+   The answer is EOPNOTSUPP too, as on a file system without ACL or SELinux support: `ls` then
+   stops asking for the rest of the device (coreutils remembers the st_dev that answered it), where
+   ENODATA ("this file has none") cost it two kernel round trips per entry, a third of an `ls -lR`.
+   The kernel takes either as "no capabilities". */
 static const char *const never_stored[] = {
   "security.capability", "security.selinux", "system.posix_acl_access", "system.posix_acl_default",
 };
@@ -697,7 +723,7 @@ static int never_stored_name (const char *name) {
 }
 
 static int fn_getxattr (const char *path, const char *name, char *value, size_t size) {
-  if (never_stored_name(name)) return -ENODATA;
+  if (never_stored_name(name)) return -EOPNOTSUPP;
   REQ(OP_GETXATTR); r.path = path; r.name = name; r.buf = value; r.len = size;
   return call_js(&r);
 }
@@ -792,6 +818,7 @@ static void complete (mount_t *m, uint32_t slot, int res) {
   request_t *r = s->req;
   slot_release_buffer(m, s);
   s->req = NULL;
+  if (changes_names(r->op)) names_changed(m->names);
   r->res = res;
   uv_sem_post(&r->sem); /* r may be gone as soon as this returns */
 }
@@ -1053,19 +1080,22 @@ static napi_value js_reply (napi_env env, napi_callback_info info) {
         uint32_t count = 0;
         if (napi_is_array(env, argv[4], &is_arr) != napi_ok || !is_arr) { res = -EIO; break; }
         napi_get_array_length(env, argv[4], &count);
-        double *modes = get_f64(env, argv[5], 2 * (size_t) count); /* [mode, ino] per name */
+        double *stats = get_f64(env, argv[5], ST_LEN * (size_t) count); /* a struct stat per name */
         for (uint32_t i = 0; i < count; i++) {
           napi_value v;
           if (napi_get_element(env, argv[4], i, &v) != napi_ok) continue;
           char *name = get_string(env, v);
           if (name == NULL) continue;
           int full;
-          if (modes) {
+          if (stats) {
             struct stat st;
-            memset(&st, 0, sizeof(st));
-            st.st_mode = (mode_t) num(modes[2 * i]);
-            st.st_ino = (ino_t) num(modes[2 * i + 1]); /* d_ino, used with use_ino */
-            full = r->filler(r->dirbuf, name, &st, 0);
+            fill_stat(&st, stats + (size_t) i * ST_LEN);
+            /* Not "." and "..", and not a hard-linked file (its attributes are per inode, and
+               each of its names is a kernel inode of its own: see uncache_shared_inode). */
+            if (strcmp(name, ".") != 0 && strcmp(name, "..") != 0 && !(S_ISREG(st.st_mode) && st.st_nlink > 1)) {
+              names_put(m->names, r->names_epoch, r->path, name, &st);
+            }
+            full = r->filler(r->dirbuf, name, &st, 0); /* d_type from st_mode, d_ino (use_ino) */
           } else {
             full = r->filler(r->dirbuf, name, NULL, 0);
           }
@@ -1150,6 +1180,7 @@ static void maybe_free (mount_t *m) {
   if (!m->finalized || m->handles_open > 0) return;
   if (m->thread_started && !m->thread_finished) return; /* still in use: leak rather than crash */
   uv_mutex_destroy(&m->qlock);
+  names_free(m->names);
   free(m->slots);
   free(m->mnt);
   free(m);
@@ -1296,6 +1327,14 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
     opts[i + 1] = get_string(env, v);
     if (opts[i + 1] == NULL) goto napi_fail;
   }
+
+  /* Listings' attributes are kept as long as the kernel keeps attributes (attr_timeout). */
+  double attr_timeout = 0;
+  for (uint32_t i = 1; i <= nopts; i++) {
+    const char *at = strstr(opts[i], "attr_timeout=");
+    if (at != NULL && (at == opts[i] || at[-1] == ',')) attr_timeout = strtod(at + 13, NULL);
+  }
+  if (m->names == NULL && isfinite(attr_timeout) && attr_timeout > 0) m->names = names_new((uint64_t) (attr_timeout * 1e9));
 
   uint32_t nimpl = 0;
   NAPI_OK(napi_get_array_length(env, argv[3], &nimpl));

@@ -463,9 +463,15 @@ export class FuseMount implements FuseMountHandle {
         return ops.readdir!(s(0), guard((res: number, names?: string[], stats?: Stat[]) => {
           const r = asResult(res);
           if (r !== 0 || !names) return reply(failure(r));
-          // [mode, ino] per name: the type for d_type, the inode number for d_ino (with use_ino).
-          const modes = stats && stats.length === names.length ? Float64Array.from(stats.flatMap((x) => [x.mode, x.ino ?? 0])) : undefined;
-          reply(0, names.map(String), modes);
+          // A struct stat per name: the type for d_type, the inode number for d_ino (with use_ino),
+          // and the rest for the binding's names cache (getattr of a listed name, see names-cache.h).
+          let all: Float64Array | undefined;
+          if (stats && stats.length === names.length) {
+            const len = loadBinding().statLength;
+            all = new Float64Array(len * stats.length);
+            stats.forEach((st, i) => all!.set(statArray(st), i * len));
+          }
+          reply(0, names.map(String), all);
         }));
       case "open":
         return ops.open!(s(0), n(1), guard((res: number, fd?: number) => {

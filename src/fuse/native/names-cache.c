@@ -1,0 +1,136 @@
+/* Attributes from directory listings, by path (see names-cache.h). A chained hash table under one
+   mutex; every entry belongs to one generation (`filled`), and the table is emptied when a listing
+   of a newer generation puts the first entry, so stale entries never pile up. */
+
+#include "names-cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+#define BUCKETS 16384u
+/* At most this many names (~200 bytes each); a listing past it starts the table over. */
+#define MAX_ENTRIES 50000u
+
+typedef struct entry {
+  struct entry *next;
+  uint64_t expires;       /* CLOCK_MONOTONIC, ns */
+  struct stat st;
+  char path[];
+} entry_t;
+
+struct names_cache {
+  uv_mutex_t lock;
+  uint64_t ttl_ns;
+  uint64_t epoch;         /* atomic: bumped by names_changed from any thread */
+  uint64_t filled;        /* the generation of every entry in the table (under lock) */
+  uint32_t count;
+  entry_t *buckets[BUCKETS];
+};
+
+static uint64_t now_ns (void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+/* FNV-1a over the path's bytes, and optionally a second part (dir "/" name without joining). */
+static uint32_t hash_parts (const char *a, const char *sep, const char *b) {
+  uint32_t h = 2166136261u;
+  for (const char *p = a; *p; p++) h = (h ^ (uint8_t) *p) * 16777619u;
+  if (sep) for (const char *p = sep; *p; p++) h = (h ^ (uint8_t) *p) * 16777619u;
+  if (b) for (const char *p = b; *p; p++) h = (h ^ (uint8_t) *p) * 16777619u;
+  return h & (BUCKETS - 1);
+}
+
+static void clear_locked (names_cache_t *c) {
+  if (c->count == 0) return;
+  for (uint32_t i = 0; i < BUCKETS; i++) {
+    entry_t *e = c->buckets[i];
+    while (e) {
+      entry_t *next = e->next;
+      free(e);
+      e = next;
+    }
+    c->buckets[i] = NULL;
+  }
+  c->count = 0;
+}
+
+names_cache_t *names_new (uint64_t ttl_ns) {
+  if (ttl_ns == 0) return NULL;
+  names_cache_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) return NULL;
+  if (uv_mutex_init(&c->lock) != 0) {
+    free(c);
+    return NULL;
+  }
+  c->ttl_ns = ttl_ns;
+  c->epoch = 1;
+  return c;
+}
+
+void names_free (names_cache_t *c) {
+  if (c == NULL) return;
+  clear_locked(c);
+  uv_mutex_destroy(&c->lock);
+  free(c);
+}
+
+uint64_t names_epoch (names_cache_t *c) {
+  return c ? __atomic_load_n(&c->epoch, __ATOMIC_ACQUIRE) : 0;
+}
+
+void names_changed (names_cache_t *c) {
+  if (c) __atomic_add_fetch(&c->epoch, 1, __ATOMIC_ACQ_REL);
+}
+
+void names_put (names_cache_t *c, uint64_t epoch, const char *dir, const char *name, const struct stat *st) {
+  if (c == NULL) return;
+  const char *sep = strcmp(dir, "/") == 0 ? "" : "/";
+  size_t dlen = strlen(dir), slen = strlen(sep), nlen = strlen(name);
+  uv_mutex_lock(&c->lock);
+  if (epoch != __atomic_load_n(&c->epoch, __ATOMIC_ACQUIRE)) goto out; /* something changed meanwhile */
+  if (c->filled != epoch || c->count >= MAX_ENTRIES) {
+    clear_locked(c);
+    c->filled = epoch;
+  }
+  uint32_t b = hash_parts(dir, sep, name);
+  entry_t *e;
+  for (e = c->buckets[b]; e; e = e->next) {
+    if (strncmp(e->path, dir, dlen) == 0 && strncmp(e->path + dlen, sep, slen) == 0 && strcmp(e->path + dlen + slen, name) == 0) break;
+  }
+  if (e == NULL) {
+    e = malloc(sizeof(entry_t) + dlen + slen + nlen + 1);
+    if (e == NULL) goto out;
+    memcpy(e->path, dir, dlen);
+    memcpy(e->path + dlen, sep, slen);
+    memcpy(e->path + dlen + slen, name, nlen + 1);
+    e->next = c->buckets[b];
+    c->buckets[b] = e;
+    c->count++;
+  }
+  e->st = *st;
+  e->expires = now_ns() + c->ttl_ns;
+out:
+  uv_mutex_unlock(&c->lock);
+}
+
+int names_get (names_cache_t *c, const char *path, struct stat *st) {
+  if (c == NULL) return 0;
+  int found = 0;
+  uv_mutex_lock(&c->lock);
+  if (c->count > 0 && c->filled == __atomic_load_n(&c->epoch, __ATOMIC_ACQUIRE)) {
+    for (entry_t *e = c->buckets[hash_parts(path, NULL, NULL)]; e; e = e->next) {
+      if (strcmp(e->path, path) != 0) continue;
+      if (now_ns() < e->expires) {
+        *st = e->st;
+        found = 1;
+      }
+      break;
+    }
+  }
+  uv_mutex_unlock(&c->lock);
+  return found;
+}

@@ -1,0 +1,35 @@
+/*
+ * Attributes from directory listings, by path, answered on the FUSE worker thread.
+ *
+ * After a listing, `ls -l`, `find` and `du` look every entry up: one LOOKUP each, which the
+ * high-level API turns into getattr(path). The JS side answers those from its own attribute cache,
+ * but the round trip to the JS thread and back costs ~65 us here, two thirds of an `ls -lR` entry.
+ * The listing's reply carries every entry's attributes, so the binding keeps them and answers such
+ * getattr calls itself, under the same rules as the JS cache: for attr_timeout from the listing,
+ * and only until any request that may change something (a write, a create, an open, a lock ...)
+ * passes through the mount, when everything kept is dropped. A listing that was under way while
+ * such a request came or finished keeps nothing.
+ */
+#ifndef GFS_NAMES_CACHE_H
+#define GFS_NAMES_CACHE_H
+
+#include <stdint.h>
+#include <sys/stat.h>
+
+typedef struct names_cache names_cache_t;
+
+/* A cache whose entries live ttl_ns; NULL (every call then does nothing) when ttl_ns is 0 or
+   memory is short. */
+names_cache_t *names_new (uint64_t ttl_ns);
+void names_free (names_cache_t *c);
+
+/* The current generation: note it when a listing starts, pass it to names_put. */
+uint64_t names_epoch (names_cache_t *c);
+/* Something may have changed: everything kept is stale. Any thread. */
+void names_changed (names_cache_t *c);
+/* Keep dir/name's attributes, if nothing changed since epoch. */
+void names_put (names_cache_t *c, uint64_t epoch, const char *dir, const char *name, const struct stat *st);
+/* Fill st from a live entry for path; 1 if there was one. */
+int names_get (names_cache_t *c, const char *path, struct stat *st);
+
+#endif
