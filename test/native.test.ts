@@ -380,7 +380,7 @@ describe("fuse-native fork (libfuse 2.9)", () => {
   });
 });
 
-describe("getattr of listed names, answered in C (names-cache.c)", () => {
+describe("answered in C: getattr of listed names (names-cache.c), unlock at close", () => {
   const calls: Call[] = [];
   let dir = "";
   let M = "";
@@ -447,6 +447,19 @@ describe("getattr of listed names, answered in C (names-cache.c)", () => {
     await new Promise((r) => setTimeout(r, 1200));
     expect((await sh(`stat -c %s ${M}/c/b`)).stdout).toBe("0\n");
     expect(getattrs("/c/b")).toBe(1);
+  });
+
+  test("close does not ask JS to unlock until a lock was ever asked for on the mount", async () => {
+    calls.length = 0;
+    expect((await sh(`echo x > ${M}/c/z && cat ${M}/c/z`)).stdout).toBe("x\n");
+    expect(calls.filter((c) => c.op === "flush").length).toBeGreaterThanOrEqual(2);
+    expect(calls.filter((c) => c.op === "lock")).toHaveLength(0);
+    const py = `import fcntl, os; fd = os.open("${M}/c/z", os.O_RDWR); fcntl.lockf(fd, fcntl.LOCK_EX); os.close(fd)`;
+    expect((await sh(`python3 -c '${py}'`)).code).toBe(0);
+    calls.length = 0;
+    expect((await sh(`cat ${M}/c/z`)).stdout).toBe("x\n");
+    const unlocks = calls.filter((c) => c.op === "lock" && (c.args[3] as PosixLock).type === F_UNLCK);
+    expect(unlocks).toHaveLength(1); // the close's, now that locks are in use here
   });
 });
 
