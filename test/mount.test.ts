@@ -39,6 +39,14 @@ describe('data', () => {
         const name = ch.handle.toString(16).padStart(16, '0');
         expect(onDisk.filter((files) => files.includes(name)).length).toBe(3);
       }
+      // Every chunkserver takes its turn as primary (the head of the data chain), not one for all.
+      const primaries = new Map<string, number>();
+      for (const ch of chunks) {
+        const t = await peer.call('writeTarget', { ino: attr.ino, index: ch.index }); // the running lease
+        primaries.set(t.primary, (primaries.get(t.primary) ?? 0) + 1);
+      }
+      expect(primaries.size).toBe(3);
+      for (const n of primaries.values()) expect(n).toBeGreaterThanOrEqual(Math.floor(chunks.length / 6));
     } finally {
       peer.close();
     }

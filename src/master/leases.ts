@@ -29,6 +29,8 @@ export class Leases {
   /** handle → server id → the version that server failed to take: its replica at or below it is stale. */
   private readonly missed = new Map<ChunkHandle, Map<string, number>>();
   private readonly noGrantBefore: number;
+  /** Whose turn it is to be primary (see grant). */
+  private turn = 0;
 
   constructor(
     private readonly ns: Namespace,
@@ -137,6 +139,13 @@ export class Leases {
     if (keep) {
       const held = this.leases.get(handle)?.holders;
       replicas = [keep, ...replicas.filter((s) => s !== keep && held?.get(s.id) === s.epoch)];
+    } else if (replicas.length > 1) {
+      // The first is the primary and the head of the data chain (the busiest: it takes the data
+      // from the client and passes it on). Placement ranks servers the same way for chunk after
+      // chunk, so without turns one server led every chain of a file (measured: 1 GiB dd on a
+      // fresh cluster 116-130 MB/s, 165-178 once the order happened to vary).
+      const k = this.turn++ % replicas.length;
+      replicas = [...replicas.slice(k), ...replicas.slice(0, k)];
     }
     if (replicas.length === 0) {
       throw new GfsError(fresh ? 'EUNAVAIL' : 'EIO', fresh ? 'no live chunkserver has room for a new chunk' : `no live replica of chunk ${handle}`);
