@@ -326,6 +326,9 @@ interface FakeMaster {
   commands: Map<string, MasterCommand[]>;
   /** Whether heartbeat replies grant the extensions asked for. */
   extend: boolean;
+  /** File sizes set by primaries for record appends (ino -> size); refused while extendFails. */
+  sizes: Map<number, number>;
+  extendFails: boolean;
 }
 
 async function startFakeMaster(port = 0): Promise<FakeMaster> {
@@ -336,6 +339,8 @@ async function startFakeMaster(port = 0): Promise<FakeMaster> {
     bad: [],
     commands: new Map(),
     extend: true,
+    sizes: new Map(),
+    extendFails: false,
   } as unknown as FakeMaster;
   m.server = await RpcServer.listen<MasterChunkserverApi, ChunkserverControlApi>(
     { host: '127.0.0.1', port, maxFrameBytes: 20 * MiB, timeoutMs: 5000, log: quiet },
@@ -354,6 +359,12 @@ async function startFakeMaster(port = 0): Promise<FakeMaster> {
       reportBad(req) {
         m.bad.push(req);
         return {};
+      },
+      extend({ ino, size }) {
+        if (m.extendFails) throw new GfsError('EIO', 'the op log failed');
+        m.sizes.set(ino, Math.max(m.sizes.get(ino) ?? 0, size));
+        const t: [number, number] = [1, 0];
+        return { ino, type: 'file', mode: 0o100644, uid: 0, gid: 0, size: m.sizes.get(ino)!, nlink: 1, atime: t, mtime: t, ctime: t };
       },
     },
   );
@@ -506,6 +517,31 @@ describe('chunkservers behind a fake master', () => {
     // A record over a quarter chunk is refused outright.
     const big = await pushAll(randomBytes(CHUNK / 4 + 1));
     expect(await codeOf(pool.call(addr[1], 'append', { handle: h, version: 1, dataId: big, secondaries: others(1) }))).toBe('EFBIG');
+  });
+
+  it("has the master take the file's new size with an append, or leaves it to the client", async () => {
+    const h = await newChunk(2);
+    const base = 5 * CHUNK; // the chunk is the file's sixth
+    const one = await pool.call(addr[2], 'append', { handle: h, version: 1, dataId: 'a1', data: Buffer.from('first\n'), secondaries: others(2), size: { ino: 42, base } });
+    expect(one.offset).toBe(0);
+    expect(one.attr?.size).toBe(base + 6);
+    expect(master.sizes.get(42)).toBe(base + 6);
+    // The master cannot take it: the record is in place all the same, and the reply says nothing
+    // of a size (the client then tells the master itself).
+    master.extendFails = true;
+    try {
+      const two = await pool.call(addr[2], 'append', { handle: h, version: 1, dataId: 'a2', data: Buffer.from('second\n'), secondaries: others(2), size: { ino: 42, base } });
+      expect(two.offset).toBe(6);
+      expect(two.attr).toBeUndefined();
+      expect(master.sizes.get(42)).toBe(base + 6);
+    } finally {
+      master.extendFails = false;
+    }
+    for (const a of addr) {
+      const r = await pool.call(a, 'read', { handle: h, version: 1, offset: 0, length: 100 });
+      expect(Buffer.from(r.data).toString()).toBe('first\nsecond\n');
+    }
+    expect(await codeOf(pool.call(addr[2], 'append', { handle: h, version: 1, dataId: 'a3', data: Buffer.from('x'), secondaries: others(2), size: { ino: -1, base } }))).toBe('EINVAL');
   });
 
   it('refuses mutations anywhere but at a primary holding a lease at the right version', async () => {

@@ -7,7 +7,7 @@
 // first await, so it applies them in the order they arrived.
 
 import { GfsError, asGfsError } from '../protocol/errors.js';
-import type { ChunkHandle, ChunkserverDataApi, Extent, Mutation, ServerAddress } from '../protocol/messages.js';
+import type { Attr, ChunkHandle, ChunkserverDataApi, Extent, Mutation, ServerAddress } from '../protocol/messages.js';
 import type { PeerPool } from '../protocol/pool.js';
 import type { Handlers } from '../protocol/rpc.js';
 import type { Logger } from '../log.js';
@@ -24,6 +24,7 @@ import {
   handlesField,
   mutationField,
   rangeField,
+  sizeField,
   versionField,
 } from './validate.js';
 
@@ -39,6 +40,8 @@ export interface DataPathDeps {
   self(): ServerAddress;
   /** Largest read reply (it must fit in one frame). */
   maxReadBytes: number;
+  /** Have the master set a file's size to at least size (rejects when it cannot be reached). */
+  extendFile(ino: number, size: number): Promise<Attr>;
 }
 
 type Req<K extends keyof ChunkserverDataApi> = ChunkserverDataApi[K][0];
@@ -137,7 +140,14 @@ export class DataPath {
     const secondaries = this.peers(req.secondaries);
     const chunkSize = this.d.chunkSize();
     const inline = req.data !== undefined ? dataField(req.data, chunkSize) : undefined;
-    return this.order.run(handle, async () => {
+    const size = req.size === undefined ? undefined : sizeField(req.size);
+    // The file's new size goes to the master while the secondaries apply the record, and is
+    // awaited only after the chunk's order lock is let go: appends to one chunk do not queue
+    // behind the master's fsync. If the record then fails on a replica the size may cover it;
+    // the client retries the record further on, and the failed region is one of the inconsistent
+    // regions a failed record append may leave (paper §3.3).
+    let extended: Promise<Attr | undefined> | undefined;
+    const { offset } = await this.order.run(handle, async () => {
       const info = this.checkPrimary(handle, version);
       const data = inline ?? this.pushed(dataId);
       const maxRecord = Math.floor(chunkSize / 4);
@@ -151,11 +161,19 @@ export class DataPath {
       }
       // The primary picks the offset; secondaries get a plain write there, so all agree.
       const offset = info.length;
+      if (size) {
+        extended = this.d.extendFile(size.ino, size.base + offset + data.length).catch((e) => {
+          this.d.log.debug(`size of inode ${size.ino} left to the client: ${asGfsError(e).message}`);
+          return undefined;
+        });
+      }
       const m: Mutation = { op: 'write', offset, dataId, ...(inline ? { data } : {}) };
       await this.everywhere(handle, version, serial, m, secondaries, () => this.local(() => this.d.store.write(handle, offset, data)));
       this.d.pushes.markUsed(dataId);
       return { offset };
     });
+    const attr = await extended;
+    return attr ? { offset, attr } : { offset };
   }
 
   async truncate(req: Req<'truncate'>): Promise<Rep<'truncate'>> {

@@ -71,7 +71,11 @@ export async function startChunkserver(opts: ChunkserverOptions): Promise<Chunks
   const sweeper = setInterval(() => pushes.sweep(), 10_000);
   sweeper.unref();
   const pool = new PeerPool({ maxFrameBytes: cfg.maxFrameBytes, timeoutMs: cfg.rpcTimeoutMs, log });
-  const data = new DataPath({ store, leases, pushes, pool, log, chunkSize: () => chunkSize, self: () => address, maxReadBytes });
+  let link: MasterLink | null = null;
+  const data = new DataPath({
+    store, leases, pushes, pool, log, chunkSize: () => chunkSize, self: () => address, maxReadBytes,
+    extendFile: (ino, size) => link?.extend(ino, size) ?? Promise.reject(new GfsError('EUNAVAIL', 'not connected to the master')),
+  });
 
   const release = async () => {
     clearInterval(sweeper);
@@ -92,7 +96,6 @@ export async function startChunkserver(opts: ChunkserverOptions): Promise<Chunks
   }
   address = dialAddress(opts.host, server.address);
 
-  let link: MasterLink | null = null;
   const replicator = new Replicator({
     store,
     pool,

@@ -105,3 +105,10 @@ export function reportsField(v: unknown, max = 1_000_000): ChunkReport[] {
     return [handleField(p[0]), versionField(p[1])];
   });
 }
+
+/** An append's { ino, base }: the file and the file offset its chunk starts at. */
+export function sizeField(v: unknown): { ino: number; base: number } {
+  if (typeof v !== 'object' || v === null) throw proto('size must be { ino, base }');
+  const { ino, base } = v as { ino?: unknown; base?: unknown };
+  return { ino: rangeField(ino, 'size.ino', Number.MAX_SAFE_INTEGER), base: rangeField(base, 'size.base', Number.MAX_SAFE_INTEGER) };
+}

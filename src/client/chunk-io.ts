@@ -5,7 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { GfsError, asGfsError } from '../protocol/errors.js';
-import type { ChunkHandle, ChunkLocation, Extent, ServerAddress, WriteTarget } from '../protocol/messages.js';
+import type { Attr, ChunkHandle, ChunkLocation, Extent, ServerAddress, WriteTarget } from '../protocol/messages.js';
 import type { PeerPool } from '../protocol/pool.js';
 import type { GfsConfig } from '../config.js';
 import type { Logger } from '../log.js';
@@ -168,19 +168,23 @@ export class ChunkIo {
     });
   }
 
-  /** Append data as one record; returns the file offset the primary chose for it. */
-  async append(ino: number, data: Buffer, touched: Map<ChunkHandle, ServerAddress[]>): Promise<number> {
+  /**
+   * Append data as one record; returns the file offset the primary chose for it, and the file's
+   * attributes if the primary had the master take the new size (else the caller must extend).
+   */
+  async append(ino: number, data: Buffer, touched: Map<ChunkHandle, ServerAddress[]>): Promise<{ offset: number; attr?: Attr }> {
     if (data.length > Math.floor(this.cfg.chunkSize / 4)) throw new GfsError('EFBIG', `record of ${data.length} bytes is over a quarter chunk`);
     const key = `append:${ino}`;
     let full: ChunkHandle | undefined;
     for (;;) {
-      const outcome: { offset?: number; full?: ChunkHandle } = await withRetry(this.cfg.clientRetryMs, writeRetryable, async () => {
+      const outcome: { offset?: number; attr?: Attr; full?: ChunkHandle } = await withRetry(this.cfg.clientRetryMs, writeRetryable, async () => {
         const t = await this.target(key, () => this.master.call('appendTarget', { ino, ...(full !== undefined ? { full } : {}) }, writeRetryable));
         try {
           const { dataId, inline } = await this.stage(t, data);
-          const r = await this.pool.call(t.primary, 'append', { handle: t.handle, version: t.version, dataId, ...inline, secondaries: t.secondaries });
+          const base = t.index * this.cfg.chunkSize;
+          const r = await this.pool.call(t.primary, 'append', { handle: t.handle, version: t.version, dataId, ...inline, secondaries: t.secondaries, size: { ino, base } });
           touched.set(t.handle, [t.primary, ...t.secondaries]);
-          return { offset: t.index * this.cfg.chunkSize + r.offset };
+          return { offset: base + r.offset, ...(r.attr ? { attr: r.attr } : {}) };
         } catch (e) {
           this.targets.delete(key);
           const err = asGfsError(e);
@@ -190,7 +194,7 @@ export class ChunkIo {
       });
       if (outcome.offset !== undefined) {
         this.locations.delete(ino);
-        return outcome.offset;
+        return { offset: outcome.offset, ...(outcome.attr ? { attr: outcome.attr } : {}) };
       }
       full = outcome.full; // the primary padded that chunk: go on to the next
     }

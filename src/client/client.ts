@@ -155,7 +155,12 @@ export class GfsClient {
   }
 
   async extend(ino: number, size: number): Promise<void> {
-    this.attrs.update(await this.master.call('extend', { ino, size }));
+    this.noteAttr(await this.master.call('extend', { ino, size }));
+  }
+
+  /** Attributes the master sent back after a change made for this client (a size update). */
+  noteAttr(attr: Attr): void {
+    this.attrs.update(attr);
   }
 
   /** A namespace change: whatever it touched leaves the cache, whether it worked or not. */

@@ -233,8 +233,11 @@ export class OpenFile {
     this.records = [];
     this.recordsLen = 0;
     try {
-      const offset = await this.client.io.append(this.ino, record, this.touched);
-      this.dirtyEnd = Math.max(this.dirtyEnd, offset + record.length);
+      const { offset, attr } = await this.client.io.append(this.ino, record, this.touched);
+      // The primary has normally had the master take the new size already (attr); if it could
+      // not, the flush tells the master itself.
+      if (attr) this.client.noteAttr(attr);
+      else this.dirtyEnd = Math.max(this.dirtyEnd, offset + record.length);
     } catch (e) {
       this.failed ??= asGfsError(e);
       throw this.failed;

@@ -243,6 +243,8 @@ export interface MasterChunkserverApi {
     { commands: MasterCommand[]; extended: ChunkHandle[] },
   ];
   reportBad: [{ handle: ChunkHandle; server: ServerAddress }, Record<string, never>];
+  /** A primary passes on a record append's new file size (see ChunkserverDataApi.append). */
+  extend: [{ ino: number; size: number }, Attr];
 }
 
 export type MasterApi = MasterClientApi & MasterChunkserverApi;
@@ -291,10 +293,15 @@ export interface ChunkserverDataApi {
     },
     Record<string, never>,
   ];
-  /** To the primary: append pushed data where the primary chooses. ECHUNKFULL: padded, use the next chunk. */
+  /**
+   * To the primary: append pushed data where the primary chooses. ECHUNKFULL: padded, use the next
+   * chunk. With `size`, the primary also has the master set file `ino`'s size to at least
+   * base + offset + length while the secondaries apply the record; `attr` in the reply says the
+   * master took it (without it the client must tell the master itself).
+   */
   append: [
-    { handle: ChunkHandle; version: number; dataId: string; data?: Buffer; secondaries: ServerAddress[] },
-    { offset: number },
+    { handle: ChunkHandle; version: number; dataId: string; data?: Buffer; secondaries: ServerAddress[]; size?: { ino: number; base: number } },
+    { offset: number; attr?: Attr },
   ];
   /** To the primary: cut every replica to length. */
   truncate: [
