@@ -123,6 +123,21 @@ os.close(fd)
   });
 });
 
+describe('names made on another mount', () => {
+  it('a directory listed here shows another mount\'s new name within the attribute time; creating it here never clobbers', async () => {
+    await ok(`mkdir ${m1}/seen && touch ${m1}/seen/a`);
+    expect(await ok(`ls ${m2}/seen`)).toBe('a\n'); // m2 now knows every name in it, for a while
+    await ok(`echo from-m1 > ${m1}/seen/b`);
+    // Whatever m2 believes about b, O_EXCL (the shell's noclobber) asks the master: it exists.
+    const excl = await sh(`LC_ALL=C bash -c 'set -C; echo from-m2 > ${m2}/seen/b'`);
+    expect(excl.code).not.toBe(0);
+    expect(excl.stderr).toMatch(/File exists|cannot overwrite/);
+    await new Promise((r) => setTimeout(r, 1200)); // the attribute cache time (1 s)
+    expect(await ok(`cat ${m2}/seen/b`)).toBe('from-m1\n');
+    expect(await ok(`ls ${m2}/seen`)).toBe('a\nb\n');
+  });
+});
+
 describe('files over 4 GiB', () => {
   it('write past 4 GiB, read back, truncate: sizes and bytes are exact', async () => {
     const at = 4608; // MiB: 4.5 GiB

@@ -8,6 +8,7 @@ import { maxRecordBytes, type GfsConfig } from '../config.js';
 import { logger, type Logger } from '../log.js';
 import { AttrCache, joinPath, parentPath } from './attr-cache.js';
 import { ChunkIo } from './chunk-io.js';
+import { DirListings } from './dir-listings.js';
 import { MasterLink } from './master-link.js';
 import { OpenFile } from './open-file.js';
 
@@ -17,6 +18,7 @@ export class GfsClient {
   private readonly pool: PeerPool;
   private readonly open = new Map<number, Set<OpenFile>>();
   private readonly attrs: AttrCache;
+  private readonly listings: DirListings;
   maxRecordBytes: number;
   readonly cfg: GfsConfig;
 
@@ -31,6 +33,7 @@ export class GfsClient {
     this.io = new ChunkIo(this.master, this.pool, this.cfg, log);
     this.maxRecordBytes = maxRecordBytes(cfg);
     this.attrs = new AttrCache(cfg.attrCacheMs);
+    this.listings = new DirListings(cfg.attrCacheMs);
   }
 
   /**
@@ -60,6 +63,8 @@ export class GfsClient {
   /** Attributes of path; fresh=true always asks the master (open: close-to-open consistency). */
   async lookup(path: string, fresh = false): Promise<Attr> {
     let attr = fresh ? undefined : this.attrs.get(path);
+    // Not in a directory whose every name is known (the look-up before each create): no such name.
+    if (!attr && !fresh && this.listings.absent(path)) throw new GfsError('ENOENT', `no such file or directory: ${path}`);
     if (!attr) {
       attr = await this.master.call('lookup', { path }).catch((e: unknown) => {
         // Gone (removed by another client): the next look-up must not find it in the cache either.
@@ -82,6 +87,7 @@ export class GfsClient {
 
   async readdir(path: string): Promise<DirEntry[]> {
     const { entries } = await this.master.call('readdir', { path });
+    this.listings.set(path, entries.map((e) => e.name));
     for (const e of entries) this.attrs.set(joinPath(path, e.name), e.attr);
     return entries.map((e) => ({ name: e.name, attr: this.withPending(e.attr) }));
   }
@@ -97,15 +103,20 @@ export class GfsClient {
   async unlink(path: string): Promise<void> {
     const ino = this.attrs.get(path)?.ino;
     await this.changed(this.master.call('unlink', { path }), [path]);
+    this.listings.removed(path);
     if (ino !== undefined) this.attrs.dropIno(ino); // other names of it: one link fewer
   }
 
   async rmdir(path: string): Promise<void> {
     await this.changed(this.master.call('rmdir', { path }), [parentPath(path)], [path]);
+    this.listings.removed(path);
   }
 
   async rename(from: string, to: string): Promise<void> {
     await this.changed(this.master.call('rename', { from, to }), [parentPath(from), parentPath(to)], [from, to]);
+    this.listings.removed(from);
+    this.listings.removed(to); // what was there, and beneath it, is gone
+    this.listings.added(to);
   }
 
   async link(from: string, to: string): Promise<Attr> {
@@ -167,6 +178,11 @@ export class GfsClient {
   private async changed<T>(work: Promise<T>, paths: string[], trees: string[] = []): Promise<T> {
     try {
       return await work;
+    } catch (e) {
+      // Maybe applied, maybe not: the directories' listings cannot be followed.
+      for (const p of [...paths, ...trees]) this.listings.forget(parentPath(p));
+      for (const p of trees) this.listings.forgetTree(p);
+      throw e;
     } finally {
       for (const p of paths) this.attrs.drop(p);
       for (const p of trees) this.attrs.dropTree(p);
@@ -175,10 +191,17 @@ export class GfsClient {
 
   /** A new name: its parent's attributes changed, and its own are known. */
   private async created(path: string, work: Promise<Attr>): Promise<Attr> {
-    const attr = await work;
+    const attr = await work.catch((e: unknown) => {
+      this.listings.forget(parentPath(path)); // maybe made, maybe not (EEXIST: there all along)
+      throw e;
+    });
     // A new directory changes its parent's link count, which find and friends rely on; a new
     // file only its times, which may lag like any cached attribute.
-    if (attr.type === 'dir') this.attrs.drop(parentPath(path));
+    if (attr.type === 'dir') {
+      this.attrs.drop(parentPath(path));
+      this.listings.set(path, []); // just made: empty
+    }
+    this.listings.added(path);
     this.attrs.set(path, attr);
     return attr;
   }
@@ -226,6 +249,7 @@ export class GfsClient {
     this.invalidateReads(ino);
     this.io.forget(ino);
     this.attrs.clear();
+    this.listings.clear();
   }
 
   invalidateReads(ino: number): void {

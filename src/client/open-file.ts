@@ -185,10 +185,11 @@ export class OpenFile {
     await this.sendRecords();
     await this.sendBuffered();
     // The master takes the new size while the last writes travel (a record append's offset is
-    // known only once it is done, so appends have been awaited above). Nothing of this flush is
-    // acknowledged before both are done; a write that fails may leave the size covering the
-    // range it did not fill, which then reads as zeros (as a failed writeback does on a local
-    // disk) - the flush reports the error either way.
+    // known only once it is done, so appends have been awaited above). Not earlier: sent with a
+    // new file's lease request it held up that request's fsync behind its own (measured). Nothing
+    // of this flush is acknowledged before both are done; a write that fails may leave the size
+    // covering the range it did not fill, which then reads as zeros (as a failed writeback does
+    // on a local disk) - the flush reports the error either way.
     const end = this.dirtyEnd;
     const extended = end > 0 ? this.client.extend(this.ino, end) : null;
     extended?.catch(() => {}); // awaited below, after the writes

@@ -1,0 +1,73 @@
+// Directories whose every name this client knows: it listed them, or made them itself, kept as
+// long as cached attributes (cfg.attrCacheMs) and kept up to date with this client's own changes.
+// A look-up of a name that is not in such a directory is answered ENOENT without asking the
+// master. Creating a file starts with one (the kernel looks the name up before CREATE): a master
+// round trip per new file otherwise (~240 us of ~2.9 ms traced for `small_create`). A name another
+// client made shows within the same time as its attributes would; a create never relies on it (the
+// master decides whether the name exists), as with NFS's caching of negative look-ups.
+
+import { joinPath, parentPath } from './attr-cache.js';
+
+/** Listings longer than this are not kept (a huge directory would cost memory for little). */
+const MAX_NAMES = 50_000;
+/** Directories kept at most; past it everything is forgotten. */
+const MAX_DIRS = 10_000;
+
+const nameOf = (path: string): string => path.slice(path.lastIndexOf('/') + 1);
+
+export class DirListings {
+  private readonly dirs = new Map<string, { names: Set<string>; until: number }>();
+
+  constructor(private readonly ttlMs: number) {}
+
+  /** The whole listing of dir, as just read (or [] for a directory this client has just made). */
+  set(dir: string, names: Iterable<string>): void {
+    if (this.ttlMs <= 0) return;
+    const set = new Set(names);
+    if (set.size > MAX_NAMES) return this.forget(dir);
+    if (this.dirs.size >= MAX_DIRS) this.dirs.clear();
+    this.dirs.set(dir, { names: set, until: Date.now() + this.ttlMs });
+  }
+
+  /** path's name is known not to be in its directory. */
+  absent(path: string): boolean {
+    const dir = parentPath(path);
+    const d = this.dirs.get(dir);
+    if (!d || path === '/') return false;
+    if (d.until < Date.now()) {
+      this.dirs.delete(dir);
+      return false;
+    }
+    return !d.names.has(nameOf(path));
+  }
+
+  /** This client made path (a create, mkdir, symlink, link or rename's new name). */
+  added(path: string): void {
+    const d = this.dirs.get(parentPath(path));
+    if (!d) return;
+    d.names.add(nameOf(path));
+    if (d.names.size > MAX_NAMES) this.forget(parentPath(path));
+  }
+
+  /** This client removed path (an unlink, rmdir or rename's old name); what was beneath it goes. */
+  removed(path: string): void {
+    this.dirs.get(parentPath(path))?.names.delete(nameOf(path));
+    this.forgetTree(path);
+  }
+
+  /** A change to dir that cannot be followed (a failed request may or may not have been applied). */
+  forget(dir: string): void {
+    this.dirs.delete(dir);
+  }
+
+  /** Forget dir and every directory beneath it. */
+  forgetTree(dir: string): void {
+    this.dirs.delete(dir);
+    const prefix = joinPath(dir, '');
+    for (const d of [...this.dirs.keys()]) if (d.startsWith(prefix)) this.dirs.delete(d);
+  }
+
+  clear(): void {
+    this.dirs.clear();
+  }
+}
