@@ -434,10 +434,16 @@ describe("answered in C: getattr of listed names (names-cache.c), unlock at clos
     expect(calls.filter((c) => c.op === "readdir")).toHaveLength(1);
     expect(getattrs("/c/a") + getattrs("/c/b")).toBe(0);
 
-    // A write through the mount drops what the listing left: the next stat asks JS and sees it.
-    r = await sh(`echo hello >> ${M}/c/a && stat -c %s ${M}/c/a`);
-    expect(r.stdout).toBe("6\n");
+    // A write through the mount drops what the listing left of that name: the next stat asks JS
+    // and sees it; its neighbour is still answered from the listing.
+    r = await sh(`echo hello >> ${M}/c/a && stat -c %s ${M}/c/a ${M}/c/b`);
+    expect(r.stdout).toBe("6\n0\n");
     expect(getattrs("/c/a")).toBeGreaterThan(0);
+    expect(getattrs("/c/b")).toBe(0);
+    // A rename drops both names (and the directory's own attributes).
+    r = await sh(`mv ${M}/c/b ${M}/c/b2 && stat -c %s ${M}/c/b2 && mv ${M}/c/b2 ${M}/c/b`);
+    expect(r.stdout).toBe("0\n");
+    expect(getattrs("/c/b2")).toBeGreaterThan(0);
 
     // Listed again: kept for attr_timeout (1 s) only.
     expect((await sh(`ls -l ${M}/c >/dev/null`)).code).toBe(0);

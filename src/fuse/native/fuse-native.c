@@ -464,16 +464,39 @@ static int hides_rename_target (const char *src, const char *dest) {
 /* ------------------------------------------------------------------------------------------ */
 /* Worker side: hand a request to the JS thread and wait for the reply.                       */
 
-/* Requests that may change what a getattr answers: the names cache is dropped when one is made
-   and again when it is answered (a listing in between keeps nothing). An open too: it fetches
-   fresh attributes (close-to-open). */
-static int changes_names (int op) {
-  switch (op) {
+/* What a request may change is dropped from the names cache when it is made and again when it is
+   answered (a listing under way meanwhile keeps nothing), as the JS attribute cache drops it: the
+   paths it names; for a mkdir, rmdir or rename their directories (link counts) and for the latter
+   two everything beneath; everything for a lock (JS then forgets every attribute). An open counts:
+   it fetches fresh attributes (close-to-open). */
+static void names_forget (mount_t *m, const request_t *r) {
+  switch (r->op) {
     case OP_INIT: case OP_GETATTR: case OP_FGETATTR: case OP_ACCESS: case OP_STATFS: case OP_READDIR:
     case OP_READ: case OP_READLINK: case OP_GETXATTR: case OP_LISTXATTR:
-      return 0;
+      return;
+    case OP_RENAME:
+      names_drop(m->names, r->path, 1, 1);
+      names_drop(m->names, r->path2, 1, 1);
+      return;
+    case OP_RMDIR:
+      names_drop(m->names, r->path, 1, 1);
+      return;
+    case OP_MKDIR:
+      names_drop(m->names, r->path, 1, 0);
+      return;
+    case OP_LINK:
+      names_drop(m->names, r->path, 0, 0);
+      names_drop(m->names, r->path2, 0, 0);
+      return;
+    case OP_SYMLINK:
+      names_drop(m->names, r->path2, 0, 0); /* path is the link's target */
+      return;
+    case OP_LOCK: case OP_FLOCK:
+      names_changed(m->names);
+      return;
     default:
-      return 1;
+      if (r->path != NULL) names_drop(m->names, r->path, 0, 0);
+      else names_changed(m->names);
   }
 }
 
@@ -492,7 +515,7 @@ static int call_js (request_t *r) {
 
   r->res = -EIO;
   r->next = NULL;
-  if (changes_names(r->op)) names_changed(m->names);
+  names_forget(m, r);
   r->names_epoch = names_epoch(m->names);
   if (uv_sem_init(&r->sem, 0) != 0) {
     pthread_setcancelstate(oldstate, NULL);
@@ -827,7 +850,7 @@ static void complete (mount_t *m, uint32_t slot, int res) {
   request_t *r = s->req;
   slot_release_buffer(m, s);
   s->req = NULL;
-  if (changes_names(r->op)) names_changed(m->names);
+  names_forget(m, r);
   r->res = res;
   uv_sem_post(&r->sem); /* r may be gone as soon as this returns */
 }

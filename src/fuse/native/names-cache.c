@@ -1,9 +1,9 @@
 /* Attributes from directory listings, by path (see names-cache.h). A chained hash table under one
-   mutex; every entry belongs to one generation (`filled`), and the table is emptied when a listing
-   of a newer generation puts the first entry, so stale entries never pile up. */
+   mutex. `epoch` counts changes: a listing may put its names only if none came since it began. */
 
 #include "names-cache.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,8 +23,7 @@ typedef struct entry {
 struct names_cache {
   uv_mutex_t lock;
   uint64_t ttl_ns;
-  uint64_t epoch;         /* atomic: bumped by names_changed from any thread */
-  uint64_t filled;        /* the generation of every entry in the table (under lock) */
+  uint64_t epoch;         /* bumped (under lock) by every change */
   uint32_t count;
   entry_t *buckets[BUCKETS];
 };
@@ -79,11 +78,67 @@ void names_free (names_cache_t *c) {
 }
 
 uint64_t names_epoch (names_cache_t *c) {
-  return c ? __atomic_load_n(&c->epoch, __ATOMIC_ACQUIRE) : 0;
+  if (c == NULL) return 0;
+  uv_mutex_lock(&c->lock);
+  uint64_t e = c->epoch;
+  uv_mutex_unlock(&c->lock);
+  return e;
 }
 
 void names_changed (names_cache_t *c) {
-  if (c) __atomic_add_fetch(&c->epoch, 1, __ATOMIC_ACQ_REL);
+  if (c == NULL) return;
+  uv_mutex_lock(&c->lock);
+  c->epoch++;
+  clear_locked(c);
+  uv_mutex_unlock(&c->lock);
+}
+
+static void remove_locked (names_cache_t *c, const char *path) {
+  entry_t **at = &c->buckets[hash_parts(path, NULL, NULL)];
+  for (entry_t *e = *at; e; at = &e->next, e = e->next) {
+    if (strcmp(e->path, path) == 0) {
+      *at = e->next;
+      free(e);
+      c->count--;
+      return;
+    }
+  }
+}
+
+void names_drop (names_cache_t *c, const char *path, int dir, int tree) {
+  if (c == NULL || path == NULL) return;
+  uv_mutex_lock(&c->lock);
+  c->epoch++;
+  if (c->count > 0) {
+    size_t len = strlen(path);
+    remove_locked(c, path);
+    const char *slash = dir ? strrchr(path, '/') : NULL;
+    if (slash != NULL) {
+      size_t dlen = slash == path ? 1 : (size_t) (slash - path);
+      char parent[PATH_MAX];
+      if (dlen < sizeof(parent)) {
+        memcpy(parent, path, dlen);
+        parent[dlen] = '\0';
+        remove_locked(c, parent);
+      }
+    }
+    if (tree) {
+      for (uint32_t i = 0; i < BUCKETS && c->count > 0; i++) {
+        entry_t **at = &c->buckets[i];
+        while (*at) {
+          entry_t *e = *at;
+          if (strncmp(e->path, path, len) == 0 && (e->path[len] == '/' || (len == 1 && path[0] == '/'))) {
+            *at = e->next;
+            free(e);
+            c->count--;
+          } else {
+            at = &e->next;
+          }
+        }
+      }
+    }
+  }
+  uv_mutex_unlock(&c->lock);
 }
 
 void names_put (names_cache_t *c, uint64_t epoch, const char *dir, const char *name, const struct stat *st) {
@@ -91,11 +146,8 @@ void names_put (names_cache_t *c, uint64_t epoch, const char *dir, const char *n
   const char *sep = strcmp(dir, "/") == 0 ? "" : "/";
   size_t dlen = strlen(dir), slen = strlen(sep), nlen = strlen(name);
   uv_mutex_lock(&c->lock);
-  if (epoch != __atomic_load_n(&c->epoch, __ATOMIC_ACQUIRE)) goto out; /* something changed meanwhile */
-  if (c->filled != epoch || c->count >= MAX_ENTRIES) {
-    clear_locked(c);
-    c->filled = epoch;
-  }
+  if (epoch != c->epoch) goto out; /* something changed meanwhile */
+  if (c->count >= MAX_ENTRIES) clear_locked(c);
   uint32_t b = hash_parts(dir, sep, name);
   entry_t *e;
   for (e = c->buckets[b]; e; e = e->next) {
@@ -121,7 +173,7 @@ int names_get (names_cache_t *c, const char *path, struct stat *st) {
   if (c == NULL) return 0;
   int found = 0;
   uv_mutex_lock(&c->lock);
-  if (c->count > 0 && c->filled == __atomic_load_n(&c->epoch, __ATOMIC_ACQUIRE)) {
+  if (c->count > 0) {
     for (entry_t *e = c->buckets[hash_parts(path, NULL, NULL)]; e; e = e->next) {
       if (strcmp(e->path, path) != 0) continue;
       if (now_ns() < e->expires) {

@@ -6,9 +6,10 @@
  * but the round trip to the JS thread and back costs ~65 us here, two thirds of an `ls -lR` entry.
  * The listing's reply carries every entry's attributes, so the binding keeps them and answers such
  * getattr calls itself, under the same rules as the JS cache: for attr_timeout from the listing,
- * and only until any request that may change something (a write, a create, an open, a lock ...)
- * passes through the mount, when everything kept is dropped. A listing that was under way while
- * such a request came or finished keeps nothing.
+ * and only until a request that may change them passes through the mount: a change by path (a
+ * write, create, unlink, chmod, open ...) drops that path (a mkdir, rmdir or rename its directory
+ * too, a rename or rmdir also everything beneath, as the JS cache does), a lock drops everything.
+ * A listing that was under way while any such request came or finished keeps nothing.
  */
 #ifndef GFS_NAMES_CACHE_H
 #define GFS_NAMES_CACHE_H
@@ -25,8 +26,10 @@ void names_free (names_cache_t *c);
 
 /* The current generation: note it when a listing starts, pass it to names_put. */
 uint64_t names_epoch (names_cache_t *c);
-/* Something may have changed: everything kept is stale. Any thread. */
+/* Something may have changed anywhere: everything kept is stale. Any thread. */
 void names_changed (names_cache_t *c);
+/* path may have changed (with dir, its directory too; with tree, everything beneath it). Any thread. */
+void names_drop (names_cache_t *c, const char *path, int dir, int tree);
 /* Keep dir/name's attributes, if nothing changed since epoch. */
 void names_put (names_cache_t *c, uint64_t epoch, const char *dir, const char *name, const struct stat *st);
 /* Fill st from a live entry for path; 1 if there was one. */
