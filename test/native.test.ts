@@ -9,7 +9,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
 
-import type { FuseOps, PosixLock, Stat, Timespec } from "../src/fuse/native/api.js";
+import type { FuseOps, MountOptions, PosixLock, Stat, Timespec } from "../src/fuse/native/api.js";
 import { FuseMount } from "../src/fuse/native/index.js";
 
 const E = os.constants.errno;
@@ -33,6 +33,33 @@ function sh(script: string, timeoutMs = 20_000): Promise<{ code: number; stdout:
 async function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+}
+
+interface TempMount {
+  dir: string;
+  M: string;
+  fuse: FuseMount;
+}
+
+/** ops mounted at a new temporary directory. */
+async function mountTemp(prefix: string, ops: FuseOps, opts: MountOptions): Promise<TempMount> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  const M = path.join(dir, "mnt");
+  await mkdir(M);
+  const fuse = new FuseMount(M, ops, opts);
+  await fuse.mount();
+  return { dir, M, fuse };
+}
+
+async function unmountTemp(t: TempMount | undefined): Promise<void> {
+  if (!t) return;
+  try {
+    await t.fuse.unmount();
+  } finally {
+    // Do not rm while a FUSE mount could still be there (rm would recurse into it).
+    const still = await sh(`grep -qs " ${t.M} " /proc/mounts && echo mounted || true`);
+    if (!still.stdout.includes("mounted")) await rm(t.dir, { recursive: true, force: true });
+  }
 }
 
 /** A minimal in-memory file system that records every call it gets. */
@@ -175,30 +202,18 @@ function memFs(calls: Call[]): FuseOps {
 
 describe("fuse-native fork (libfuse 2.9)", () => {
   const calls: Call[] = [];
-  let dir = "";
+  let t: TempMount | undefined;
   let M = "";
-  let fuse: FuseMount | undefined;
   const of = (op: string) => calls.filter((c) => c.op === op);
 
   beforeAll(async () => {
     const build = await sh(`${ROOT}/scripts/build-native`, 300_000);
     if (build.code !== 0) throw new Error(`scripts/build-native failed:\n${build.stdout}${build.stderr}`);
-    dir = await mkdtemp(path.join(os.tmpdir(), "gfs-native-"));
-    M = path.join(dir, "mnt");
-    await mkdir(M);
-    fuse = new FuseMount(M, memFs(calls), { attrTimeout: 0, entryTimeout: 0, fsname: "gfs-test" });
-    await fuse.mount();
+    t = await mountTemp("gfs-native-", memFs(calls), { attrTimeout: 0, entryTimeout: 0, fsname: "gfs-test" });
+    M = t.M;
   }, 320_000);
 
-  afterAll(async () => {
-    try {
-      await fuse?.unmount();
-    } finally {
-      // Do not rm while a FUSE mount could still be there (rm would recurse into it).
-      const still = await sh(`grep -qs " ${M} " /proc/mounts && echo mounted || true`);
-      if (!still.stdout.includes("mounted") && dir) await rm(dir, { recursive: true, force: true });
-    }
-  }, 30_000);
+  afterAll(() => unmountTemp(t), 30_000);
 
   beforeEach(() => {
     calls.length = 0;
@@ -382,16 +397,12 @@ describe("fuse-native fork (libfuse 2.9)", () => {
 
 describe("answered in C: getattr of listed names (names-cache.c), unlock at close", () => {
   const calls: Call[] = [];
-  let dir = "";
+  let t: TempMount | undefined;
   let M = "";
-  let fuse: FuseMount | undefined;
   /** getattr calls that reached JS for path. */
   const getattrs = (p: string) => calls.filter((c) => c.op === "getattr" && c.args[0] === p).length;
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), "gfs-native-names-"));
-    M = path.join(dir, "mnt");
-    await mkdir(M);
     const base = memFs(calls);
     // A listing with every entry's attributes, as gfs's adapter gives it.
     const ops: FuseOps = {
@@ -411,19 +422,12 @@ describe("answered in C: getattr of listed names (names-cache.c), unlock at clos
       },
     };
     // entry_timeout 0: every stat makes the kernel look the name up, so each one is seen here.
-    fuse = new FuseMount(M, ops, { attrTimeout: 1, entryTimeout: 0, fsname: "gfs-test-names" });
-    await fuse.mount();
+    t = await mountTemp("gfs-native-names-", ops, { attrTimeout: 1, entryTimeout: 0, fsname: "gfs-test-names" });
+    M = t.M;
     expect((await sh(`mkdir ${M}/c && : > ${M}/c/a && : > ${M}/c/b`)).code).toBe(0);
   }, 30_000);
 
-  afterAll(async () => {
-    try {
-      await fuse?.unmount();
-    } finally {
-      const still = await sh(`grep -qs " ${M} " /proc/mounts && echo mounted || true`);
-      if (!still.stdout.includes("mounted") && dir) await rm(dir, { recursive: true, force: true });
-    }
-  }, 30_000);
+  afterAll(() => unmountTemp(t), 30_000);
 
   test("after a listing, stat of its names does not reach JS; after a change it does, and sees it", async () => {
     await new Promise((r) => setTimeout(r, 1100)); // what the creates left is stale by now
