@@ -100,9 +100,10 @@ os.close(fd)
     try {
       await holder.waitFor(/holding/);
       const writer = `for i in $(seq 1 60); do echo v$i > ${m1}/at/new.$i; mv ${m1}/at/new.$i ${m1}/at/target; done`;
-      const reader = (m: string) => `fails=0; for i in $(seq 1 150); do cat ${m}/at/target >/dev/null 2>&1 || fails=$((fails+1)); stat ${m}/at/target >/dev/null 2>&1 || fails=$((fails+1)); done; echo $fails`;
-      const out = await ok(`(${writer}) & r1=$( ${reader(m1)} ) ; wait; echo "$r1"`);
-      expect(out.trim()).toBe('0');
+      const errors = `${scratch}/rename-reader-errors`;
+      const reader = (m: string) => `fails=0; for i in $(seq 1 150); do cat ${m}/at/target >/dev/null 2>>${errors} || fails=$((fails+1)); stat ${m}/at/target >/dev/null 2>>${errors} || fails=$((fails+1)); done; echo $fails`;
+      const out = await ok(`: > ${errors}; (${writer}) & r1=$( ${reader(m1)} ) ; wait; echo "$r1"`);
+      expect(out.trim(), await ok(`cat ${errors}`)).toBe('0');
       expect(await ok(`cat ${m1}/at/target ${m2}/at/target`)).toBe('v60\nv60\n');
     } finally {
       await holder.stop();
