@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { GfsError } from '../src/protocol/errors.js';
-import { connect, decode, RpcServer, type Peer } from '../src/protocol/rpc.js';
+import { connect, decode, encode, encodeLarge, RpcServer, type Peer } from '../src/protocol/rpc.js';
 import { logger } from '../src/log.js';
 
 type EchoApi = {
@@ -76,5 +76,19 @@ describe('rpc', () => {
     for (const r of replies) expect((r as unknown[]).slice(0, 3)).toEqual([2, 0, 'EPROTO']);
     raw.close();
     expect((await p.call('echo', { data: Buffer.from('ok'), n: 1 })).n).toBe(2);
+  });
+});
+
+describe('encoding a checkpoint', () => {
+  it('leaves the shared encoder with a small buffer again (a plain encode keeps one as large)', () => {
+    const big = { image: Array.from({ length: 200_000 }, (_, i) => ({ name: `f${i}`, ino: i })) };
+    const out = encodeLarge(big);
+    expect(decode(out)).toEqual(big);
+    // What an encode returns is a view of the encoder's buffer: its size shows.
+    expect(encode({ small: 1 }).buffer.byteLength).toBeLessThan(1 << 20);
+    expect(decode(out)).toEqual(big); // still intact after later encodes
+    encode(big);
+    expect(encode({ small: 1 }).buffer.byteLength).toBeGreaterThan(2 << 20); // why encodeLarge exists
+    encodeLarge({}); // and back to small for the other tests
   });
 });

@@ -16,7 +16,7 @@ import { constants } from 'node:fs';
 import { open, readFile, rename, rm, readdir, type FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
-import { decode, encode } from '../protocol/rpc.js';
+import { decode, encode, encodeLarge, releaseDecoded } from '../protocol/rpc.js';
 import { Namespace, type NamespaceImage } from './namespace.js';
 import { nowTimespec, type NsOp } from './ops.js';
 
@@ -184,7 +184,7 @@ export class OpLog {
   async checkpoint(): Promise<void> {
     const next = this.gen + 1;
     const ckpt: Checkpoint = { gen: next, chunkSize: this.chunkSize, image: this.snapshot() };
-    const body = encode(ckpt);
+    const body = encodeLarge(ckpt);
     const tmp = join(this.dir, 'checkpoint.tmp');
     const fh = await open(tmp, 'w');
     await fh.write(frame(body));
@@ -219,7 +219,9 @@ async function readCheckpoint(path: string): Promise<Checkpoint | null> {
   if (len < 0 || body.length !== len || crc32(body) !== buf.readUInt32LE(4)) {
     throw new Error(`checkpoint ${path} is corrupt`);
   }
-  return decode(body) as Checkpoint;
+  const ckpt = decode(body) as Checkpoint;
+  releaseDecoded(); // the file's buffer is not needed once decoded
+  return ckpt;
 }
 
 async function syncDir(dir: string): Promise<void> {
