@@ -90,14 +90,7 @@ export class Namespace {
   }
 
   resolve(path: string): Inode {
-    let node = this.get(ROOT_INO);
-    for (const name of splitPath(path)) {
-      if (node.type !== 'dir') throw new GfsError('ENOTDIR', `not a directory on the way to ${path}`);
-      const ino = node.children!.get(name);
-      if (ino === undefined) throw new GfsError('ENOENT', `no such file or directory: ${path}`);
-      node = this.get(ino);
-    }
-    return node;
+    return this.walk(splitPath(path), path);
   }
 
   /** The directory that holds path's last component, and that name. */
@@ -105,9 +98,21 @@ export class Namespace {
     const parts = splitPath(path);
     const name = parts.pop();
     if (name === undefined) throw new GfsError('EEXIST', 'the root directory always exists');
-    const dir = this.resolve('/' + parts.join('/'));
+    const dir = this.walk(parts, path);
     if (dir.type !== 'dir') throw new GfsError('ENOTDIR', `not a directory: /${parts.join('/')}`);
     return { dir, name };
+  }
+
+  /** The inode at the end of names, from the root (path: for messages). */
+  private walk(names: string[], path: string): Inode {
+    let node = this.get(ROOT_INO);
+    for (const name of names) {
+      if (node.type !== 'dir') throw new GfsError('ENOTDIR', `not a directory on the way to ${path}`);
+      const ino = node.children!.get(name);
+      if (ino === undefined) throw new GfsError('ENOENT', `no such file or directory: ${path}`);
+      node = this.get(ino);
+    }
+    return node;
   }
 
   attr(node: Inode): Attr {

@@ -81,8 +81,8 @@ export class OpLog {
     chunkSize: number,
     checkpointEvery: number,
     snapshotOf: (ns: Namespace) => () => NamespaceImage,
-    /** Sees every replayed op (e.g. to rebuild the request ids of recent changes). */
-    onReplay: (op: NsOp) => void = () => {},
+    /** Sees every replayed op, and how many come after it (to rebuild the request ids of recent changes). */
+    onReplay: (op: NsOp, after: number) => void = () => {},
   ): Promise<{ ns: Namespace; log: OpLog; recovered: boolean; replayed: number }> {
     // A brand-new file system's root is made now; the first checkpoint (below) keeps that time.
     let ns = new Namespace(nowTimespec());
@@ -115,10 +115,10 @@ export class OpLog {
         await fh.write(Buffer.alloc(last - end), 0, last - end, end);
         await fh.datasync();
       }
-      for (const op of parsed.ops) {
+      for (const [i, op] of parsed.ops.entries()) {
         try {
           ns.apply(op);
-          onReplay(op);
+          onReplay(op, parsed.ops.length - 1 - i);
         } catch (e) {
           // Only a bug can make a logged op invalid; keep the rest of the namespace rather than none.
           process.stderr.write(`master WARN replay of ${op.t} failed: ${(e as Error).message}\n`);

@@ -43,7 +43,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   await mkdir(opts.dataDir, { recursive: true });
   const t0 = Date.now();
   const replies = new Replies();
-  const { ns, log: oplog, recovered, replayed } = await OpLog.open(opts.dataDir, cfg.chunkSize, cfg.checkpointEvery, (n) => () => n.image(), (op) => replies.replayed(op));
+  const { ns, log: oplog, recovered, replayed } = await OpLog.open(opts.dataDir, cfg.chunkSize, cfg.checkpointEvery, (n) => () => n.image(), (op, after) => replies.replayed(op, after));
   log.info(`namespace loaded: ${ns.fileCount} inodes, ${ns.versions.size} chunks, ${replayed} log records replayed in ${Date.now() - t0} ms`);
 
   const cluster = new Cluster(cfg.deadAfterMs, cfg.chunkSize);
