@@ -21,12 +21,11 @@ export class DirListings {
   constructor(private readonly ttlMs: number) {}
 
   /** The whole listing of dir, as just read (or [] for a directory this client has just made). */
-  set(dir: string, names: Iterable<string>): void {
+  set(dir: string, names: string[]): void {
     if (this.ttlMs <= 0) return;
-    const set = new Set(names);
-    if (set.size > MAX_NAMES) return this.forget(dir);
+    if (names.length > MAX_NAMES) return this.forget(dir);
     if (this.dirs.size >= MAX_DIRS) this.dirs.clear();
-    this.dirs.set(dir, { names: set, until: Date.now() + this.ttlMs });
+    this.dirs.set(dir, { names: new Set(names), until: Date.now() + this.ttlMs });
   }
 
   /** path's name is known not to be in its directory. */

@@ -1,6 +1,6 @@
 // The master's inodes, stored by column: one typed array per attribute, one row per inode. A
-// million files then cost no object, no Map entry and no Timespec arrays each: ~59 bytes of
-// columns and ~20 of index per inode instead of ~280 bytes of objects (measured by
+// million files then cost no object, no Map entry and no Timespec arrays each: ~67 bytes of
+// columns and ~24 of index per inode instead of ~280 bytes of objects (measured by
 // scripts/bench-meta; issue 5 asks for at most 200 bytes per file with its directory entry).
 // What only some inodes have (chunks, directory entries, symlink targets, extended attributes)
 // lives in Maps beside the columns.

@@ -516,7 +516,7 @@ static int call_js (request_t *r) {
   r->res = -EIO;
   r->next = NULL;
   names_forget(m, r);
-  r->names_epoch = names_epoch(m->names);
+  if (r->op == OP_READDIR) r->names_epoch = names_epoch(m->names); /* only a listing needs it */
   if (uv_sem_init(&r->sem, 0) != 0) {
     pthread_setcancelstate(oldstate, NULL);
     return -EIO;
