@@ -85,13 +85,18 @@ describe('op log', () => {
         return log.append(o);
       };
       await add('/a');
-      // The disk refuses one fsync, for a batch of two records: their callers are told they failed.
-      const fh = (log as unknown as { fh: { datasync(): Promise<void> } }).fh;
-      const datasync = fh.datasync.bind(fh);
-      fh.datasync = () => Promise.reject(new Error('EIO: simulated'));
+      // The disk fails to flush one batch of two records (the log is O_DSYNC: the write that put
+      // them in the page cache reports it): their callers are told they failed.
+      type Write = (buf: Buffer, off: number, len: number, pos: number) => Promise<unknown>;
+      const fh = (log as unknown as { fh: { write: Write } }).fh;
+      const write = fh.write.bind(fh);
+      fh.write = async (...args) => {
+        await write(...args);
+        throw new Error('EIO: simulated');
+      };
       const failed = [add('/b'), add('/z')];
       for (const f of failed) await expect(f).rejects.toThrow('simulated');
-      fh.datasync = datasync;
+      fh.write = write;
       // Written where '/b' was, exactly as long: '/z' would follow it if it were left there.
       await add('/c');
       await log.close();

@@ -1,6 +1,6 @@
 // Durable master state: a checkpoint (the whole namespace image) plus an op log of the records
 // applied since. Each log record is [u32 length][u32 crc32][msgpack op]; a torn or corrupt tail
-// (a crash mid-write) ends replay there. Many ops share one fdatasync (group commit), and none is
+// (a crash mid-write) ends replay there. Many ops share one synchronous write (group commit), and none is
 // acknowledged before its fsync.
 //
 // The log file is filled with zeros ahead of the records, LOG_STEP at a time: a record then lands
@@ -29,8 +29,14 @@ interface Checkpoint {
 /** Bytes of zeros the log is extended by when the records reach the end of what was filled. */
 const LOG_STEP = 4 * 1024 * 1024;
 
-/** Open (or create) a log for positional writes: O_APPEND would ignore the positions. */
-const openLogFile = (path: string): Promise<FileHandle> => open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+/**
+ * Open (or create) a log for positional writes (O_APPEND would ignore the positions). O_DSYNC: each
+ * write returns once its data is on disk, as write + fdatasync would, in one trip to the thread
+ * pool instead of two (bench-meta creates/s, 8 clients: 3,408 / 4,911 -> 5,837 / 6,136; one
+ * client within its noise).
+ */
+const openLogFile = (path: string, truncate = false): Promise<FileHandle> =>
+  open(path, constants.O_RDWR | constants.O_CREAT | constants.O_DSYNC | (truncate ? constants.O_TRUNC : 0), 0o644);
 
 function frame(body: Buffer): Buffer {
   const head = Buffer.allocUnsafe(8);
@@ -113,7 +119,6 @@ export class OpLog {
       if (last > end) {
         process.stderr.write(`master WARN op log ${logPath}: ${last - end} bytes of torn or corrupt tail dropped\n`);
         await fh.write(Buffer.alloc(last - end), 0, last - end, end);
-        await fh.datasync();
       }
       for (const [i, op] of parsed.ops.entries()) {
         try {
@@ -155,7 +160,7 @@ export class OpLog {
       this.waiters = [];
       try {
         if (this.writeAt + batch.length > this.filled) {
-          // One write of zeros ahead, flushed by the same fdatasync as the batch.
+          // Zeros ahead, in a write of their own (flushed on its own: once per LOG_STEP).
           const to = this.writeAt + batch.length + LOG_STEP;
           await this.fh.write(Buffer.alloc(to - this.filled), 0, to - this.filled, this.filled);
           this.filled = to;
@@ -165,8 +170,7 @@ export class OpLog {
         const leftover = this.scribbled - (this.writeAt + batch.length);
         const out = leftover > 0 ? Buffer.concat([batch, Buffer.alloc(leftover)]) : batch;
         this.scribbled = Math.max(this.scribbled, this.writeAt + batch.length);
-        await this.fh.write(out, 0, out.length, this.writeAt);
-        await this.fh.datasync();
+        await this.fh.write(out, 0, out.length, this.writeAt); // O_DSYNC: on disk when it returns
         this.writeAt += batch.length;
         this.scribbled = 0;
         for (const w of waiters) w.resolve();
@@ -190,7 +194,7 @@ export class OpLog {
     await fh.write(frame(body));
     await fh.sync();
     await fh.close();
-    const newLog = await open(join(this.dir, `oplog.${next}`), 'w+'); // empty, whatever a crash left
+    const newLog = await openLogFile(join(this.dir, `oplog.${next}`), true); // empty, whatever a crash left
     await rename(tmp, join(this.dir, 'checkpoint'));
     await syncDir(this.dir);
     const old = this.fh;
