@@ -52,6 +52,29 @@ describe('data', () => {
     }
   });
 
+  it('a new file written by the shell has its first chunk leased with its create; touch places none', async () => {
+    const peer = await c.masterPeer();
+    try {
+      // The master's side: create with target answers with the first chunk's lease on three servers.
+      const made = await peer.call('create', { path: '/leased', mode: 0o644, uid: 0, gid: 0, exclusive: true, target: true });
+      expect(made.target?.index).toBe(0);
+      expect(new Set([made.target!.primary, ...made.target!.secondaries]).size).toBe(3);
+      const again = await peer.call('writeTarget', { ino: made.ino, index: 0 }); // the lease it runs
+      expect([again.handle, again.version, again.primary]).toEqual([made.target!.handle, made.target!.version, made.target!.primary]);
+      // An existing name comes back without one.
+      expect((await peer.call('create', { path: '/leased', mode: 0o644, uid: 0, gid: 0, exclusive: false, target: true })).target).toBeUndefined();
+
+      await ok(`printf 'first bytes' > ${m1}/shell-made && touch ${m1}/touched`);
+      expect(await ok(`cat ${m2}/shell-made`)).toBe('first bytes');
+      const chunksOf = async (path: string) => (await peer.call('chunks', { ino: (await peer.call('lookup', { path })).ino, first: 0, count: 10 })).chunks;
+      const [written] = await chunksOf('/shell-made');
+      expect(written.replicas.length).toBe(3);
+      expect(await chunksOf('/touched')).toEqual([]);
+    } finally {
+      peer.close();
+    }
+  });
+
   it('keeps 1,000 `echo >>` lines, in order', async () => {
     await ok(`for i in $(seq 1 1000); do echo "line $i" >> ${m1}/log; done`);
     await ok(`seq 1 1000 | sed 's/^/line /' | cmp - ${m1}/log`);

@@ -250,9 +250,19 @@ export class ChunkIo {
     const cached = this.targets.get(key);
     if (cached && cached.until > Date.now()) return cached.target;
     const target = await fetch();
-    // Keep it a little less than the lease: the primary refuses work once its lease has run out.
-    this.targets.set(key, { target, until: Date.now() + Math.max(0, target.leaseMs - 2000) });
+    this.keepTarget(key, target);
     return target;
+  }
+
+  /** A new file's first chunk, leased along with its create: its writes and appends start there. */
+  firstTarget(ino: number, target: WriteTarget): void {
+    this.keepTarget(`${ino}:0`, target);
+    this.keepTarget(`append:${ino}`, target);
+  }
+
+  private keepTarget(key: string, target: WriteTarget): void {
+    // Kept a little less than the lease: the primary refuses work once its lease has run out.
+    this.targets.set(key, { target, until: Date.now() + Math.max(0, target.leaseMs - 2000) });
   }
 
   /**

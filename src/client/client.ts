@@ -96,8 +96,16 @@ export class GfsClient {
     return this.created(path, this.master.call('mkdir', { path, mode, uid, gid }));
   }
 
-  create(path: string, mode: number, uid: number, gid: number, exclusive: boolean): Promise<Attr> {
-    return this.created(path, this.master.call('create', { path, mode, uid, gid, exclusive }));
+  /** forWriting: the caller is about to write, so a new file's first chunk is leased with the create. */
+  create(path: string, mode: number, uid: number, gid: number, exclusive: boolean, forWriting = false): Promise<Attr> {
+    const made = this.master.call('create', { path, mode, uid, gid, exclusive, ...(forWriting ? { target: true } : {}) });
+    return this.created(
+      path,
+      made.then(({ target, ...attr }) => {
+        if (target) this.io.firstTarget(attr.ino, target);
+        return attr;
+      }),
+    );
   }
 
   async unlink(path: string): Promise<void> {

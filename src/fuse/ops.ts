@@ -10,7 +10,9 @@ import { toStat } from './stat.js';
 import { lockOps } from './lock-ops.js';
 import { xattrOps } from './xattr-ops.js';
 
+const O_ACCMODE = 0o3;
 const O_EXCL = 0o200;
+const O_NONBLOCK = 0o4000;
 const O_APPEND = 0o2000;
 /** chown(2) passes -1 (as an unsigned 32-bit number here) for "leave it". */
 const UNCHANGED = 0xffffffff;
@@ -87,7 +89,8 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
       const { uid, gid } = owner();
       reply(
         client
-          .create(path, mode & 0o7777, uid, gid, (flags & O_EXCL) !== 0)
+          // touch(1) opens O_NONBLOCK and writes nothing: no chunk for it.
+          .create(path, mode & 0o7777, uid, gid, (flags & O_EXCL) !== 0, (flags & O_ACCMODE) !== 0 && (flags & O_NONBLOCK) === 0)
           .then((a) => register(client.openFile(a.ino, (flags & O_APPEND) !== 0))),
         cb,
       );

@@ -52,9 +52,14 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const repair = new Repair(ns, cluster, leases, cfg, log);
 
   /** Apply a namespace op now and answer once it is durable. */
-  async function mutate(op: NsOp): Promise<Inode | undefined> {
+  /** Apply op now; `logged` resolves once it is on disk (with the request id of a retried request: replies.ts). */
+  function applyAndLog(op: NsOp): { node: Inode | undefined; logged: Promise<void> } {
     const node = ns.apply(op);
-    await commit(replies.tag(op)); // with the request id of a retried request (replies.ts)
+    return { node, logged: commit(replies.tag(op)) };
+  }
+  async function mutate(op: NsOp): Promise<Inode | undefined> {
+    const { node, logged } = applyAndLog(op);
+    await logged;
     return node;
   }
   const attrOf = (node: Inode | undefined): Attr => ns.attr(node!);
@@ -102,7 +107,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       const sg = setgidDir(path);
       return attrOf(await mutate({ t: 'mkdir', path, mode: num(mode, 'mode') | (sg ? 0o2000 : 0), uid: num(uid, 'uid'), gid: sg ? sg.gid : num(gid, 'gid'), ino: ns.nextIno, time: nowTimespec() }));
     },
-    create: async ({ path, mode, uid, gid, exclusive }) => {
+    create: async ({ path, mode, uid, gid, exclusive, target }) => {
       const { dir, name } = ns.parentOf(path);
       const existing = dir.children!.get(name);
       if (existing !== undefined) {
@@ -112,7 +117,18 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
         return ns.attr(node);
       }
       const group = dir.perm & 0o2000 ? dir.gid : num(gid, 'gid');
-      return attrOf(await mutate({ t: 'create', path, mode: num(mode, 'mode'), uid: num(uid, 'uid'), gid: group, ino: ns.nextIno, time: nowTimespec() }));
+      const op: NsOp = { t: 'create', path, mode: num(mode, 'mode'), uid: num(uid, 'uid'), gid: group, ino: ns.nextIno, time: nowTimespec() };
+      if (target !== true) return attrOf(await mutate(op));
+      // The first chunk's records join the create's log write, and its replicas are made while
+      // that write is on its way.
+      const { node, logged } = applyAndLog(op);
+      const first = leases.target(allocate(node!, 0), 0).catch((e: Error) => {
+        log.warn(`create ${path}: no first chunk yet: ${e.message}`);
+        return undefined;
+      });
+      await logged;
+      const t = await first;
+      return t ? { ...attrOf(node), target: t } : attrOf(node);
     },
     unlink: async ({ path }) => (await mutate({ t: 'unlink', path, time: nowTimespec() }), {}),
     rmdir: async ({ path }) => (await mutate({ t: 'rmdir', path, time: nowTimespec() }), {}),

@@ -166,8 +166,12 @@ export interface MasterClientApi {
   getattr: [{ ino: number }, Attr];
   readdir: [{ path: string }, { entries: DirEntry[] }];
   mkdir: [{ path: string; mode: number; uid: number; gid: number }, Attr];
-  /** exclusive: fail with EEXIST if the name exists (O_EXCL); otherwise return the existing file. */
-  create: [{ path: string; mode: number; uid: number; gid: number; exclusive: boolean }, Attr];
+  /**
+   * exclusive: fail with EEXIST if the name exists (O_EXCL); otherwise return the existing file.
+   * target: a new file's first chunk is placed and leased along with the create (one round trip,
+   * one log write, instead of a writeTarget after it); left out if that fails or the file existed.
+   */
+  create: [{ path: string; mode: number; uid: number; gid: number; exclusive: boolean; target?: boolean }, Attr & { target?: WriteTarget }];
   unlink: [{ path: string }, Record<string, never>];
   rmdir: [{ path: string }, Record<string, never>];
   rename: [{ from: string; to: string }, Record<string, never>];
