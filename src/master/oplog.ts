@@ -1,7 +1,7 @@
 // Durable master state: a checkpoint (the whole namespace image) plus an op log of the records
 // applied since. Each log record is [u32 length][u32 crc32][msgpack op]; a torn or corrupt tail
-// (a crash mid-write) ends replay there. Many ops share one synchronous write (group commit), and none is
-// acknowledged before its fsync.
+// (a crash mid-write) ends replay there. Many ops share one synchronous write (group commit), and
+// none is acknowledged before it is on disk.
 //
 // The log file is filled with zeros ahead of the records, LOG_STEP at a time: a record then lands
 // in blocks that already exist, so its fdatasync flushes data only, not the file system's journal

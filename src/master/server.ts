@@ -51,12 +51,12 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const leases = new Leases(ns, cluster, commit, cfg, recovered, log);
   const repair = new Repair(ns, cluster, leases, cfg, log);
 
-  /** Apply a namespace op now and answer once it is durable. */
   /** Apply op now; `logged` resolves once it is on disk (with the request id of a retried request: replies.ts). */
   function applyAndLog(op: NsOp): { node: Inode | undefined; logged: Promise<void> } {
     const node = ns.apply(op);
     return { node, logged: commit(replies.tag(op)) };
   }
+  /** Apply a namespace op now and answer once it is durable. */
   async function mutate(op: NsOp): Promise<Inode | undefined> {
     const { node, logged } = applyAndLog(op);
     await logged;
