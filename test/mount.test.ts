@@ -114,6 +114,55 @@ describe('data', () => {
   });
 });
 
+/**
+ * A random read fetches the 64 KiB block around it and the mount hands the rest of it to the
+ * kernel's page cache. Shown by a write the kernel cannot know of (from the other mount): while the
+ * file stays open, pages of that block come from the page cache as they were (the mount's own read
+ * windows have moved on; without the store the read would reach the chunkservers and see the new
+ * bytes). A new open sees the write (close-to-open); a write or a truncate through the same mount
+ * is never undone by a store.
+ */
+const pageStoreScript = String.raw`
+import os, sys
+p1, p2, B = sys.argv[1], sys.argv[2], 65536
+orig = open(sys.argv[3], 'rb').read()
+fd = os.open(p1, os.O_RDONLY)
+assert os.pread(fd, 4096, 20 * B + 4096) == orig[20 * B + 4096:20 * B + 8192]
+w = os.open(p2, os.O_WRONLY)
+os.pwrite(w, b'N' * B, 20 * B)
+os.fsync(w)
+os.close(w)
+for k in range(8):  # more blocks than the mount keeps read windows
+    assert os.pread(fd, 4096, (40 + 2 * k) * B) == orig[(40 + 2 * k) * B:(40 + 2 * k) * B + 4096]
+print('kept' if os.pread(fd, 4096, 20 * B + 32768) == orig[20 * B + 32768:20 * B + 36864] else 'refetched')
+os.close(fd)
+fd = os.open(p1, os.O_RDONLY)
+print('fresh' if os.pread(fd, 4096, 20 * B + 32768) == b'N' * 4096 else 'stale')
+# a write through this mount while a reader has the block: the reader sees the write
+assert os.pread(fd, 4096, 30 * B) == orig[30 * B:30 * B + 4096]
+w = os.open(p1, os.O_WRONLY)
+os.pwrite(w, b'W' * 4096, 30 * B + 16384)
+os.close(w)
+assert os.pread(fd, 4096, 30 * B + 16384) == b'W' * 4096
+assert os.pread(fd, 4096, 30 * B + 20480) == orig[30 * B + 20480:30 * B + 24576]
+# a truncate through this mount: nothing of the stored block past the new end comes back
+assert os.pread(fd, 4096, 50 * B) == orig[50 * B:50 * B + 4096]
+os.truncate(p1, 50 * B + 1000)
+assert os.pread(fd, 8192, 50 * B) == orig[50 * B:50 * B + 1000]
+assert os.fstat(fd).st_size == 50 * B + 1000
+os.close(fd)
+print('ok')
+`;
+
+describe('page cache', () => {
+  it('a random read puts its whole block in the page cache; new opens, writes and truncates still win', async () => {
+    await ok(`head -c 8000000 /dev/urandom > ${scratch}/pc && cp ${scratch}/pc ${m1}/pc`);
+    const out = await ok(`python3 - ${m1}/pc ${m2}/pc ${scratch}/pc <<'EOF'\n${pageStoreScript}\nEOF`);
+    expect(out.trim().split('\n')).toEqual(['kept', 'fresh', 'ok']);
+    expect(await ok(`cat ${m2}/pc | wc -c`)).toBe(`${50 * 65536 + 1000}\n`); // an open sees it at once
+  });
+});
+
 describe('namespace through shell tools', () => {
   it('mkdir -p, mv across directories, rm -r, ln -s', async () => {
     await ok(`mkdir -p ${m1}/a/b/c && echo hello > ${m1}/a/b/c/f && mkdir ${m1}/d`);

@@ -216,9 +216,9 @@ export class GfsClient {
 
   // ------------------------------------------------------------------ open files
 
-  openFile(ino: number, append: boolean): OpenFile {
+  openFile(ino: number, mode: { append: boolean; writable: boolean }): OpenFile {
     this.io.forget(ino); // close-to-open: an open sees what was closed before it, anywhere
-    const f = new OpenFile(this, ino, append);
+    const f = new OpenFile(this, ino, mode.append, mode.writable);
     let set = this.open.get(ino);
     if (!set) this.open.set(ino, (set = new Set()));
     set.add(f);
@@ -238,6 +238,12 @@ export class GfsClient {
   /** Some open file of ino has writes that are not on the chunkservers (or the master) yet. */
   hasBufferedWrites(ino: number): boolean {
     for (const f of this.open.get(ino) ?? []) if (f.dirty) return true;
+    return false;
+  }
+
+  /** Some handle of this client may write ino. */
+  hasWriters(ino: number): boolean {
+    for (const f of this.open.get(ino) ?? []) if (f.writable) return true;
     return false;
   }
 

@@ -5,8 +5,9 @@
 //   one that overlaps it.
 // - Writes on an O_APPEND handle are gathered into one record append (atomic: never split, no
 //   other writer's bytes inside) sent at flush, or when a record is full.
-// - Reads use read-ahead windows that grow while the reader goes forward and shrink to the
-//   request size on random access.
+// - Reads use read-ahead windows that grow while the reader goes forward; a random read fetches
+//   the aligned block around it (cfg.readAroundBytes). A window that answered a read is offered
+//   once to the kernel's page cache (pagesToStore), so later reads in it need no request.
 // Everything buffered is on every replica before flush(), fsync() or close() returns
 // (close-to-open consistency); errors of background pushes surface there, or at the next write.
 
@@ -33,11 +34,19 @@ interface Window {
   data: Promise<Buffer[]>;
   /** The write generation it was fetched in: a write to the file since makes it stale. */
   gen: number;
+  /** The pieces, once they are here. */
+  pieces?: Buffer[];
+  /** Handed to the kernel's page cache already. */
+  stored: boolean;
 }
 
 const MAX_WINDOWS = 4;
+/** Windows fetched ahead of a sequential reader (the window it reads in is another). */
+const AHEAD_WINDOWS = 2;
 const MAX_BATCHES_IN_FLIGHT = 4;
 const MIN_READ_AHEAD = 256 * 1024;
+/** The most pieces one store into the kernel's page cache takes (PAGE_STORE_MAX_PIECES). */
+const MAX_STORE_PIECES = 64;
 /** A write at least this big starts an extent with room for a whole batch. */
 const STREAM_WRITE = 64 * 1024;
 
@@ -78,6 +87,7 @@ export class OpenFile {
     private readonly client: GfsClient,
     readonly ino: number,
     readonly append: boolean,
+    readonly writable: boolean,
   ) {}
 
   /** The size this handle has written up to (for getattr while writing). */
@@ -112,14 +122,45 @@ export class OpenFile {
     // at a time and out of order, and a miss that re-read what a window already holds would
     // start a second chain of windows beside the first, reading the file twice (measured: up to
     // 2 GB fetched for a 1 GiB dd).
-    w ??= this.fetch(pos, this.room(pos, Math.max(len, this.readAhead), len), gen);
+    if (!w) {
+      // A random read takes the whole aligned block around it: the rest goes to the page cache.
+      const around = this.client.cfg.readAroundBytes;
+      const start = sequential ? pos : pos - (pos % around);
+      const need = pos + len - start;
+      w = this.fetch(start, this.room(start, Math.max(need, sequential ? this.readAhead : around), need), gen);
+    }
     const data = await w.data;
     const full = totalLength(data) === w.end - w.start;
     // Read ahead only while no write to the file waits in this client: the next window would miss it.
-    if (sequential && full && !this.client.hasBufferedWrites(this.ino) && !this.windowAt(w.end)) {
-      this.fetch(w.end, this.room(w.end, Math.max(this.readAhead, w.end - w.start), 1), this.gen);
-    }
+    if (sequential && full && !this.client.hasBufferedWrites(this.ino)) this.readAheadFrom(w);
     return slice(data, pos - w.start, pos - w.start + len);
+  }
+
+  /**
+   * The window that has just answered a read of [pos, pos + len), once, for the kernel to keep in
+   * its page cache: only if it holds more than that read, was fetched after the last write through
+   * this client (windowAt) and no handle of this client may write the file (page-store.h).
+   */
+  pagesToStore(pos: number, len: number): { pos: number; pieces: Buffer[] } | undefined {
+    const w = this.windowAt(pos);
+    if (!w?.pieces || w.stored || w.end - w.start <= len || this.client.hasWriters(this.ino)) return undefined;
+    const pieces = w.pieces.filter((p) => p.length > 0);
+    if (pieces.length === 0 || pieces.length > MAX_STORE_PIECES) return undefined;
+    w.stored = true;
+    return { pos: w.start, pieces };
+  }
+
+  /**
+   * Keep AHEAD_WINDOWS windows fetched or on their way after w. Once a window is in the kernel's
+   * page cache the reader goes through it at memory speed: with a single window ahead it would
+   * then wait for each window's whole fetch in turn.
+   */
+  private readAheadFrom(w: Window): void {
+    let at = w.end;
+    for (let i = 0; i < AHEAD_WINDOWS; i++) {
+      const next = this.windowAt(at) ?? this.fetch(at, this.room(at, Math.max(this.readAhead, w.end - w.start), 1), this.gen);
+      at = next.end;
+    }
   }
 
   /** The current window holding byte pos, if any. */
@@ -218,10 +259,11 @@ export class OpenFile {
   }
 
   private fetch(start: number, length: number, gen: number): Window {
-    const w: Window = { start, end: start + length, data: this.client.io.read(this.ino, start, length), gen };
-    w.data.catch(() => {
-      this.windows = this.windows.filter((x) => x !== w);
-    });
+    const w: Window = { start, end: start + length, data: this.client.io.read(this.ino, start, length), gen, stored: false };
+    w.data.then(
+      (pieces) => (w.pieces = pieces),
+      () => (this.windows = this.windows.filter((x) => x !== w)),
+    );
     this.windows.push(w);
     if (this.windows.length > MAX_WINDOWS) this.windows.shift();
     return w;

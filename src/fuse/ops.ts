@@ -17,6 +17,8 @@ const O_APPEND = 0o2000;
 /** chown(2) passes -1 (as an unsigned 32-bit number here) for "leave it". */
 const UNCHANGED = 0xffffffff;
 
+const openMode = (flags: number) => ({ append: (flags & O_APPEND) !== 0, writable: (flags & O_ACCMODE) !== 0 });
+
 function reply<T>(work: Promise<T>, done: (result: number, value?: T) => void): void {
   work.then(
     (value) => done(0, value),
@@ -81,7 +83,7 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
       reply(
         client.lookup(path, true).then((a) => {
           if (a.type === 'dir') throw new GfsError('EISDIR', `is a directory: ${path}`);
-          return register(client.openFile(a.ino, (flags & O_APPEND) !== 0));
+          return register(client.openFile(a.ino, openMode(flags)));
         }),
         cb,
       ),
@@ -91,14 +93,17 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
         client
           // touch(1) opens O_NONBLOCK and writes nothing: no chunk for it.
           .create(path, mode & 0o7777, uid, gid, (flags & O_EXCL) !== 0, (flags & O_ACCMODE) !== 0 && (flags & O_NONBLOCK) === 0)
-          .then((a) => register(client.openFile(a.ino, (flags & O_APPEND) !== 0))),
+          .then((a) => register(client.openFile(a.ino, openMode(flags)))),
         cb,
       );
     },
     read: (_path, fd, buf, len, pos, cb) => {
       const f = files.get(fd);
       if (!f) return cb(-Errno.EBADF);
-      replyCount(f.read(pos, len).then((data) => data.copy(buf, 0, 0, Math.min(len, data.length))), cb);
+      f.read(pos, len).then(
+        (data) => cb(data.copy(buf, 0, 0, Math.min(len, data.length)), f.pagesToStore(pos, len)),
+        (e) => cb(toErrno(e)),
+      );
     },
     write: (_path, fd, buf, len, pos, cb) => {
       const f = files.get(fd);

@@ -42,6 +42,15 @@ export interface PosixLock {
 
 export type Done = (result: number) => void;
 
+/**
+ * Consecutive bytes of a file, from pos, that a read's reply hands to the kernel's page cache
+ * (page-store.h: only bytes no write of this mount can have changed). At most 64 pieces.
+ */
+export interface PageStore {
+  pos: number;
+  pieces: Buffer[];
+}
+
 /** Who made a FUSE call (libfuse's fuse_get_context). */
 export interface Caller {
   uid: number;
@@ -63,7 +72,8 @@ export interface FuseOps {
   /** flags are the open(2) flags (O_APPEND, O_EXCL, ...), which stock fuse-native drops. */
   create?(path: string, mode: number, flags: number, cb: (result: number, fd?: number) => void): void;
   /** cb(bytes read) or cb(-errno); buf is only valid until cb is called. */
-  read?(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Done): void;
+  /** store: bytes of the file (from pos) for the kernel's page cache, put there after the reply. */
+  read?(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (result: number, store?: PageStore) => void): void;
   /** cb(bytes written) or cb(-errno); buf is only valid until cb is called. */
   write?(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Done): void;
   flush?(path: string, fd: number, cb: Done): void;

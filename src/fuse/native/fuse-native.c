@@ -18,7 +18,9 @@
  *   - the mount thread tears libfuse down in the right order and tells JS when it has finished;
  *   - open() drops the kernel's cached attributes of the file (close-to-open with attr_timeout > 0);
  *     hard-linked files are never attribute-cached (each name is its own kernel inode here);
- *   - getattr of a name a listing just returned is answered here, from the listing (names-cache.h).
+ *   - getattr of a name a listing just returned is answered here, from the listing (names-cache.h);
+ *   - a read's reply may carry more of the file, stored into the kernel's page cache after the
+ *     reply (page-store.h).
  */
 
 #ifndef FUSE_USE_VERSION
@@ -54,6 +56,7 @@
 #include <unistd.h>
 
 #include "names-cache.h"
+#include "page-store.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Operations. The order is the order of OP_NAMES, which is exported to JS as `opNames`.      */
@@ -125,6 +128,8 @@ typedef struct request {
   int blocking;           /* a lock wait that may last: the worker watches for FUSE_INTERRUPT */
   int interrupted;        /* set (atomically) by the worker when the kernel interrupted the call */
   uint64_t names_epoch;   /* readdir: the names cache's generation when the call was made */
+  uint64_t nodeid;        /* read: the kernel inode read (for a store into its page cache) */
+  store_job_t *store;     /* read: bytes to store into that cache once the read is answered */
 } request_t;
 
 typedef struct {
@@ -164,6 +169,8 @@ typedef struct {
   uint32_t seq;
 
   names_cache_t *names;   /* attributes from listings (NULL: none kept) */
+  page_store_t *stores;   /* stores into the kernel's page cache (NULL: none made) */
+  uv_async_t stored;      /* a store finished: release what kept its bytes alive */
   int locks_asked;        /* atomic: a record lock was ever requested through this mount */
 } mount_t;
 
@@ -311,7 +318,7 @@ enum {
   RAW_LOOKUP = 1, RAW_SYMLINK = 6, RAW_MKNOD = 8, RAW_MKDIR = 9, RAW_LINK = 13, RAW_CREATE = 35,
   RAW_GETATTR = 3, RAW_SETATTR = 4, RAW_READLINK = 5, RAW_RENAME = 12, RAW_OPEN = 14,
   RAW_STATFS = 17, RAW_SETXATTR = 21, RAW_GETXATTR = 22, RAW_LISTXATTR = 23,
-  RAW_REMOVEXATTR = 24, RAW_OPENDIR = 27, RAW_SETLK = 32, RAW_SETLKW = 33, RAW_ACCESS = 34
+  RAW_REMOVEXATTR = 24, RAW_OPENDIR = 27, RAW_READ = 15, RAW_SETLK = 32, RAW_SETLKW = 33, RAW_ACCESS = 34
 };
 
 static __thread uint32_t cur_opcode;
@@ -319,6 +326,19 @@ static __thread uint64_t cur_unique;
 static __thread uint64_t cur_nodeid;
 static __thread char cur_rename_to[256]; /* FUSE_RENAME: the new name (last component) */
 static __thread uint64_t cur_link_from;  /* FUSE_LINK: the node id of the existing name */
+static __thread store_job_t *cur_store;  /* FUSE_READ: to store once its reply is sent */
+static __thread mount_t *cur_store_mount;
+
+/* Runs (fd >= 0) or drops the store this thread holds; the JS thread then releases its bytes. */
+static void finish_store (int fd) {
+  store_job_t *job = cur_store;
+  mount_t *m = cur_store_mount;
+  cur_store = NULL;
+  cur_store_mount = NULL;
+  if (job == NULL || m == NULL) return;
+  page_store_run(m->stores, fd, job);
+  uv_async_send(&m->stored);
+}
 
 /* The kernel ABI's struct fuse_attr, and the replies that carry one (struct fuse_entry_out for a
    new name, struct fuse_attr_out for getattr/setattr). */
@@ -369,6 +389,7 @@ static int chan_receive (struct fuse_chan **chp, char *buf, size_t size) {
   struct fuse_session *se = fuse_chan_session(ch);
   ssize_t res;
   int err;
+  finish_store(-1); /* never left over (libfuse answers every read), but a waiting open must not hang */
 restart:
   res = read(fuse_chan_fd(ch), buf, size);
   err = errno;
@@ -408,6 +429,7 @@ restart:
 
 static int chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t count) {
   if (iov == NULL) return 0;
+  int answers_store = 0;
   if (count > 0 && iov[0].iov_len >= sizeof(struct raw_out_header)) {
     struct raw_out_header *out = (struct raw_out_header *) iov[0].iov_base;
     /* The high-level API finds files by path. A process that looked a name up just before another
@@ -418,11 +440,14 @@ static int chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t cou
       out->error = -ESTALE;
     }
     if (out->unique != 0 && out->unique == cur_unique && out->error == 0) uncache_shared_inode(iov, count);
+    answers_store = cur_store != NULL && out->unique != 0 && out->unique == cur_unique;
     /* This thread's request is answered: forget it, so that nothing can act on a stale opcode. */
     if (out->unique != 0 && out->unique == cur_unique) cur_opcode = 0, cur_unique = 0, cur_nodeid = 0, cur_rename_to[0] = '\0';
   }
   ssize_t res = writev(fuse_chan_fd(ch), iov, count);
   int err = errno;
+  /* After the reply: until then the kernel holds the pages of the read locked. */
+  if (answers_store) finish_store(fuse_chan_fd(ch));
   if (res == -1) {
     /* ENOENT: the request was interrupted and the kernel no longer waits for the answer */
     if (!fuse_session_exited(fuse_chan_session(ch)) && err != ENOENT) perror("fuse: writing device");
@@ -588,6 +613,8 @@ static int fn_open (const char *path, struct fuse_file_info *fi) {
   mount_t *m = (mount_t *) fuse_get_context()->private_data;
   REQ(OP_OPEN); r.path = path; r.fi = fi; r.flags = fi->flags;
   int res = call_js(&r);
+  /* The kernel drops the file's cached pages once the open is answered: no store may come after. */
+  if (cur_opcode == RAW_OPEN) page_store_wait(m->stores, cur_nodeid);
   if (res == 0 && cur_opcode == RAW_OPEN && cur_nodeid != 0 && m->ch != NULL) {
     fuse_lowlevel_notify_inval_inode(m->ch, (fuse_ino_t) cur_nodeid, -1, 0);
   }
@@ -600,8 +627,12 @@ static int fn_create (const char *path, mode_t mode, struct fuse_file_info *fi) 
 }
 
 static int fn_read (const char *path, char *buf, size_t len, off_t off, struct fuse_file_info *fi) {
+  mount_t *m = (mount_t *) fuse_get_context()->private_data;
   REQ(OP_READ); r.path = path; r.buf = buf; r.len = len; r.off = off; r.fi = fi;
-  return call_js(&r);
+  r.nodeid = cur_opcode == RAW_READ ? cur_nodeid : 0;
+  int res = call_js(&r);
+  if (r.store != NULL) cur_store = r.store, cur_store_mount = m; /* run by chan_send after the reply */
+  return res;
 }
 
 static int fn_write (const char *path, const char *buf, size_t len, off_t off,
@@ -633,14 +664,22 @@ static int fn_release (const char *path, struct fuse_file_info *fi) {
   return call_js(&r);
 }
 
+/* The kernel cuts the file's cached pages once the size change is answered: no store may come
+   after (it would bring back bytes past the new end). */
+static int wait_stores_before_setattr (int res) {
+  mount_t *m = (mount_t *) fuse_get_context()->private_data;
+  if (cur_opcode == RAW_SETATTR) page_store_wait(m->stores, cur_nodeid);
+  return res;
+}
+
 static int fn_truncate (const char *path, off_t size) {
   REQ(OP_TRUNCATE); r.path = path; r.off = size;
-  return call_js(&r);
+  return wait_stores_before_setattr(call_js(&r));
 }
 
 static int fn_ftruncate (const char *path, off_t size, struct fuse_file_info *fi) {
   REQ(OP_FTRUNCATE); r.path = path; r.off = size; r.fi = fi;
-  return call_js(&r);
+  return wait_stores_before_setattr(call_js(&r));
 }
 
 static int fn_utimens (const char *path, const struct timespec tv[2]) {
@@ -1069,6 +1108,58 @@ static void on_work (uv_async_t *handle) {
   }
 }
 
+/* A read's reply may carry bytes to store into the kernel's cache: (pieces: Buffer[], offset).
+   The array is kept referenced (and with it the pieces) until the store is done. NULL: none. */
+static store_job_t *make_store (mount_t *m, uint64_t nodeid, napi_value pieces, napi_value offset) {
+  napi_env env = m->env;
+  bool is_arr = false;
+  uint32_t count = 0;
+  double off = -1;
+  if (m->stores == NULL || nodeid == 0) return NULL;
+  if (napi_is_array(env, pieces, &is_arr) != napi_ok || !is_arr) return NULL;
+  if (napi_get_array_length(env, pieces, &count) != napi_ok || count == 0 || count > PAGE_STORE_MAX_PIECES) return NULL;
+  if (napi_get_value_double(env, offset, &off) != napi_ok || !(off >= 0 && off < 9007199254740992.0)) return NULL;
+  store_job_t *job = calloc(1, sizeof(store_job_t));
+  struct iovec *iov = calloc(count, sizeof(struct iovec));
+  if (job == NULL || iov == NULL) goto fail;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value v;
+    bool is_buf = false;
+    if (napi_get_element(env, pieces, i, &v) != napi_ok) goto fail;
+    if (napi_is_buffer(env, v, &is_buf) != napi_ok || !is_buf) goto fail;
+    if (napi_get_buffer_info(env, v, &iov[i].iov_base, &iov[i].iov_len) != napi_ok) goto fail;
+    job->len += iov[i].iov_len;
+  }
+  job->nodeid = nodeid;
+  job->off = (uint64_t) off;
+  job->iov = iov;
+  job->iovcnt = (int) count;
+  if (job->len == 0) goto fail;
+  if (napi_create_reference(env, pieces, 1, (napi_ref *) &job->owner) != napi_ok) goto fail;
+  if (!page_store_begin(m->stores, job)) {
+    napi_delete_reference(env, (napi_ref) job->owner);
+    goto fail;
+  }
+  return job;
+fail:
+  free(iov);
+  free(job);
+  return NULL;
+}
+
+/* Stores finished: what kept their bytes alive goes. */
+static void on_stored (uv_async_t *handle) {
+  mount_t *m = (mount_t *) handle->data;
+  store_job_t *job = page_store_take_done(m->stores);
+  while (job != NULL) {
+    store_job_t *next = job->next;
+    napi_delete_reference(m->env, (napi_ref) job->owner);
+    free(job->iov);
+    free(job);
+    job = next;
+  }
+}
+
 /* reply(mount, slot, seq, result, extra1?, extra2?) -> boolean (false: stale or duplicate) */
 static napi_value js_reply (napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -1149,6 +1240,9 @@ static napi_value js_reply (napi_env env, napi_callback_info info) {
       }
       break;
     case OP_READ:
+      if (res > (int32_t) r->len) res = (int32_t) r->len;
+      if (res >= 0) r->store = make_store(m, r->nodeid, argv[4], argv[5]);
+      break;
     case OP_WRITE:
       if (res > (int32_t) r->len) res = (int32_t) r->len;
       break;
@@ -1213,6 +1307,7 @@ static void maybe_free (mount_t *m) {
   if (m->thread_started && !m->thread_finished) return; /* still in use: leak rather than crash */
   uv_mutex_destroy(&m->qlock);
   names_free(m->names);
+  page_store_free(m->stores);
   free(m->slots);
   free(m->mnt);
   free(m);
@@ -1251,9 +1346,12 @@ static void on_done (uv_async_t *handle) {
   pthread_join(m->thread, NULL);
   m->thread_finished = 1;
 
-  /* No request can be pending now: libfuse joined all its workers before the loop returned. */
+  /* No request can be pending now: libfuse joined all its workers before the loop returned
+     (and they ran or dropped their stores). */
+  on_stored(&m->stored);
   uv_close((uv_handle_t *) &m->work, on_handle_closed);
   uv_close((uv_handle_t *) &m->done, on_handle_closed);
+  uv_close((uv_handle_t *) &m->stored, on_handle_closed);
 
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
@@ -1367,6 +1465,7 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
     if (at != NULL && (at == opts[i] || at[-1] == ',')) attr_timeout = strtod(at + 13, NULL);
   }
   if (m->names == NULL && isfinite(attr_timeout) && attr_timeout > 0) m->names = names_new((uint64_t) (attr_timeout * 1e9));
+  if (m->stores == NULL) m->stores = page_store_new(); /* NULL (no stores) if memory is short */
 
   uint32_t nimpl = 0;
   NAPI_OK(napi_get_array_length(env, argv[3], &nimpl));
@@ -1468,7 +1567,10 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
   uv_unref((uv_handle_t *) &m->work);
   uv_async_init(loop, &m->done, on_done);
   m->done.data = m; /* stays ref'd: a mounted file system keeps its process alive */
-  m->handles_open = 2;
+  uv_async_init(loop, &m->stored, on_stored);
+  m->stored.data = m;
+  uv_unref((uv_handle_t *) &m->stored);
+  m->handles_open = 3;
 
   if (pthread_create(&m->thread, NULL, mount_thread, m) != 0) {
     fuse_unmount(m->mnt, m->ch);
@@ -1477,6 +1579,7 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
     m->ch = NULL;
     uv_close((uv_handle_t *) &m->work, on_handle_closed);
     uv_close((uv_handle_t *) &m->done, on_handle_closed);
+    uv_close((uv_handle_t *) &m->stored, on_handle_closed);
     throw_error(env, "mount: cannot start the FUSE thread");
     goto cleanup;
   }

@@ -19,6 +19,7 @@ import type {
   FuseMountHandle,
   FuseOps,
   MountOptions,
+  PageStore,
   PosixLock,
   Stat,
   StatFs,
@@ -484,7 +485,11 @@ export class FuseMount implements FuseMountHandle {
           reply(r > 0 ? 0 : r, fd ?? 0);
         }));
       case "read":
-        return ops.read!(s(0), n(1), a[2] as Buffer, n(3), n(4), guard((res: number) => reply(asResult(res))));
+        return ops.read!(s(0), n(1), a[2] as Buffer, n(3), n(4), guard((res: number, store?: PageStore) => {
+          const r = asResult(res);
+          if (r >= 0 && store) reply(r, store.pieces, store.pos);
+          else reply(r);
+        }));
       case "write":
         return ops.write!(s(0), n(1), a[2] as Buffer, n(3), n(4), guard((res: number) => reply(asResult(res))));
       case "flush":
