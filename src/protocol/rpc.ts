@@ -62,17 +62,30 @@ function encodeFrame(frame: unknown[]): Buffer[] {
   return [Buffer.concat([lead, header]), data];
 }
 
-/** The frame in a received message (throws on a malformed one). */
-function decodeFrame(msg: Buffer): unknown {
+/**
+ * The frame in a received message, as the fragments it came in (throws on a malformed one). A
+ * tail frame sent as encodeFrame's two parts arrives as two fragments: its data is the second as
+ * it came, not copied into one joined message (1 GiB read through a mount copied 1 GiB less).
+ */
+function decodeFrame(fragments: Buffer[]): unknown {
+  const [first, second] = fragments;
+  if (fragments.length === 2 && first.length >= 5 && first[0] === TAIL_MARK && first.readUInt32BE(1) === first.length - 5) {
+    return withTail(decode(first.subarray(5)), second);
+  }
+  const msg = fragments.length === 1 ? first : Buffer.concat(fragments);
   if (msg.length === 0 || msg[0] !== TAIL_MARK) return decode(msg);
   const len = msg.length >= 5 ? msg.readUInt32BE(1) : -1;
   if (len < 0 || 5 + len > msg.length) throw new Error('bad tail frame');
-  const frame = decode(msg.subarray(5, 5 + len));
+  return withTail(decode(msg.subarray(5, 5 + len)), msg.subarray(5 + len));
+}
+
+/** A decoded tail frame's header with its data put back. */
+function withTail(frame: unknown, data: Buffer): unknown {
   if (!Array.isArray(frame)) throw new Error('bad tail frame');
   const at = bodyAt(frame);
   const body = frame[at];
   if (at < 0 || typeof body !== 'object' || body === null) throw new Error('tail frame without a body');
-  (body as { data: Buffer }).data = msg.subarray(5 + len);
+  (body as { data: Buffer }).data = data;
   return frame;
 }
 
@@ -104,8 +117,8 @@ export class Peer<Remote extends Api<Remote>, Local extends Api<Local> = Record<
     private readonly log: Logger,
     private readonly timeoutMs: number,
   ) {
-    ws.binaryType = 'nodebuffer';
-    ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
+    ws.binaryType = 'fragments'; // see decodeFrame
+    ws.on('message', (data, isBinary) => this.onFrame(Array.isArray(data) ? data : [data as Buffer], isBinary));
     ws.on('error', (err) => this.log.debug(`${label}: ${err.message}`));
     ws.on('close', () => this.closed());
   }
@@ -145,7 +158,7 @@ export class Peer<Remote extends Api<Remote>, Local extends Api<Local> = Record<
     for (let i = 0; i < parts.length; i++) this.ws.send(parts[i], { binary: true, fin: i === parts.length - 1 });
   }
 
-  private onFrame(data: Buffer, isBinary: boolean): void {
+  private onFrame(data: Buffer[], isBinary: boolean): void {
     let frame: unknown;
     try {
       if (!isBinary) throw new Error('text frame');
