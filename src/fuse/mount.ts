@@ -65,6 +65,7 @@ export async function mountGfs(opts: MountOptions): Promise<RunningMount> {
     allowOther: isRoot,
     defaultPermissions: true,
     useIno: true, // st_ino is the master's inode number: hard links share it (git clone --local checks)
+    clearsSetId: true, // ops.ts (writes, truncates) and the master (chown)
   });
   try {
     await fuse.mount();

@@ -32,7 +32,7 @@ function replyCount(work: Promise<number>, done: (result: number) => void): void
 }
 
 /** owner(): who is calling now (read it synchronously, first thing in a handler). */
-export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: number }): FuseOps {
+export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: number; killPrivs?: boolean }): FuseOps {
   const files = new Map<number, OpenFile>();
   let nextFd = 1;
 
@@ -45,6 +45,20 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
     const f = files.get(fd);
     if (!f) return cb(-Errno.EBADF);
     reply(work(f), cb);
+  };
+
+  /**
+   * After a write or size change the kernel marked (killPrivs: a caller without CAP_FSETID), as a
+   * local file system would: set-user-ID goes, and set-group-ID if group-executable.
+   */
+  const afterChange = <T>(path: string, work: Promise<T>): Promise<T> => {
+    if (!owner().killPrivs) return work;
+    return work.then(async (result) => {
+      const { mode } = await client.lookup(path);
+      const cleared = mode & ~(0o4000 | ((mode & 0o2010) === 0o2010 ? 0o2000 : 0));
+      if (cleared !== mode) await client.setattr(path, { mode: cleared & 0o7777 });
+      return result;
+    });
   };
 
   /** A directory's stat for "." or ".." in a listing; only its type if it cannot be looked up. */
@@ -105,10 +119,10 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
         (e) => cb(toErrno(e)),
       );
     },
-    write: (_path, fd, buf, len, pos, cb) => {
+    write: (path, fd, buf, len, pos, cb) => {
       const f = files.get(fd);
       if (!f) return cb(-Errno.EBADF);
-      replyCount(f.write(pos, buf.subarray(0, len)), cb);
+      replyCount(afterChange(path, f.write(pos, buf.subarray(0, len))), cb);
     },
     flush: (_path, fd, cb) => withFile(fd, cb, (f) => f.flush()),
     fsync: (_path, _datasync, fd, cb) => withFile(fd, cb, (f) => f.fsync()),
@@ -118,8 +132,8 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
       if (!f) return cb(0);
       reply(client.closeFile(f), cb);
     },
-    truncate: (path, size, cb) => reply(client.lookup(path).then((a) => client.truncate(a.ino, size)), cb),
-    ftruncate: (_path, fd, size, cb) => withFile(fd, cb, (f) => client.truncate(f.ino, size)),
+    truncate: (path, size, cb) => reply(afterChange(path, client.lookup(path).then((a) => client.truncate(a.ino, size))), cb),
+    ftruncate: (path, fd, size, cb) => withFile(fd, cb, (f) => afterChange(path, client.truncate(f.ino, size))),
     utimens: (path, atime, mtime, cb) =>
       reply(
         // Writes still buffered here would set mtime to "now" when they reach the master (at close):

@@ -3,7 +3,7 @@
 
 import { mkdir } from 'node:fs/promises';
 import { GfsError } from '../protocol/errors.js';
-import type { Attr, ChunkLocation, MasterApi, WriteTarget } from '../protocol/messages.js';
+import type { Attr, ChunkLocation, MasterApi, SetAttr, WriteTarget } from '../protocol/messages.js';
 import { RpcServer, type Handlers } from '../protocol/rpc.js';
 import type { GfsConfig } from '../config.js';
 import { logger, type Logger } from '../log.js';
@@ -36,6 +36,19 @@ const num = (v: unknown, what: string): number => {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new GfsError('EINVAL', `${what} must be a non-negative integer`);
   return v;
 };
+
+/**
+ * A change of owner or group clears a non-directory's set-user-ID bit, and its set-group-ID bit if
+ * it is group-executable, as Linux does for root too; the mounts leave that to the master
+ * (clearsSetId). Logged as an explicit mode, so a replay needs no rule.
+ */
+function withSetIdCleared(node: Inode, set: SetAttr): SetAttr {
+  const chown = (set.uid !== undefined && set.uid !== -1) || (set.gid !== undefined && set.gid !== -1);
+  if (!chown || node.type === 'dir' || set.mode !== undefined) return set;
+  const perm = node.perm;
+  const cleared = perm & ~(0o4000 | ((perm & 0o2010) === 0o2010 ? 0o2000 : 0));
+  return cleared === perm ? set : { ...set, mode: cleared };
+}
 
 export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const { cfg } = opts;
@@ -144,7 +157,10 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       if (node.type !== 'symlink') throw new GfsError('EINVAL', `not a symlink: ${path}`);
       return { target: node.target! };
     },
-    setattr: async ({ path, set }) => attrOf(await mutate({ t: 'setattr', ino: ns.resolve(path).ino, set: set ?? {}, time: nowTimespec() })),
+    setattr: async ({ path, set }) => {
+      const node = ns.resolve(path);
+      return attrOf(await mutate({ t: 'setattr', ino: node.ino, set: withSetIdCleared(node, set ?? {}), time: nowTimespec() }));
+    },
     truncate: async ({ ino, size }) => {
       const node = fileNode(ino);
       num(size, 'size');

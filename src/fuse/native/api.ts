@@ -56,6 +56,11 @@ export interface Caller {
   uid: number;
   gid: number;
   pid: number;
+  /**
+   * With MountOptions.clearsSetId: this write or size change must clear the file's set-user-ID
+   * bit, and its set-group-ID bit if group-executable (the caller lacks CAP_FSETID).
+   */
+  killPrivs: boolean;
 }
 
 export interface FuseOps {
@@ -121,6 +126,12 @@ export interface MountOptions {
   /** st_ino is the file system's own inode number (Stat.ino, also in readdir), so hard links share
    * one; without it libfuse numbers every path on its own. */
   useIno?: boolean;
+  /**
+   * The file system clears set-user-ID/set-group-ID itself: on chown, and on writes and size
+   * changes whose Caller.killPrivs is set (FUSE_HANDLE_KILLPRIV_V2). The kernel then no longer
+   * asks getxattr("security.capability") before every write.
+   */
+  clearsSetId?: boolean;
   debug?: boolean;
 }
 

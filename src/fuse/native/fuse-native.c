@@ -20,7 +20,8 @@
  *     hard-linked files are never attribute-cached (each name is its own kernel inode here);
  *   - getattr of a name a listing just returned is answered here, from the listing (names-cache.h);
  *   - a read's reply may carry more of the file, stored into the kernel's page cache after the
- *     reply (page-store.h).
+ *     reply (page-store.h);
+ *   - FUSE_HANDLE_KILLPRIV_V2 for file systems that clear set-id bits themselves (answer_init).
  */
 
 #ifndef FUSE_USE_VERSION
@@ -127,6 +128,7 @@ typedef struct request {
   fuse_fill_dir_t filler;
   int blocking;           /* a lock wait that may last: the worker watches for FUSE_INTERRUPT */
   int interrupted;        /* set (atomically) by the worker when the kernel interrupted the call */
+  int kill_privs;         /* the kernel asks for set-id bits to be cleared (write, truncate) */
   uint64_t names_epoch;   /* readdir: the names cache's generation when the call was made */
   uint64_t nodeid;        /* read: the kernel inode read (for a store into its page cache) */
   store_job_t *store;     /* read: bytes to store into that cache once the read is answered */
@@ -171,6 +173,7 @@ typedef struct {
   names_cache_t *names;   /* attributes from listings (NULL: none kept) */
   page_store_t *stores;   /* stores into the kernel's page cache (NULL: none made) */
   uv_async_t stored;      /* a store finished: release what kept its bytes alive */
+  int clears_set_id;      /* the file system clears set-id bits itself (see answer_init) */
   int locks_asked;        /* atomic: a record lock was ever requested through this mount */
 } mount_t;
 
@@ -318,7 +321,7 @@ enum {
   RAW_LOOKUP = 1, RAW_SYMLINK = 6, RAW_MKNOD = 8, RAW_MKDIR = 9, RAW_LINK = 13, RAW_CREATE = 35,
   RAW_GETATTR = 3, RAW_SETATTR = 4, RAW_READLINK = 5, RAW_RENAME = 12, RAW_OPEN = 14,
   RAW_STATFS = 17, RAW_SETXATTR = 21, RAW_GETXATTR = 22, RAW_LISTXATTR = 23,
-  RAW_REMOVEXATTR = 24, RAW_OPENDIR = 27, RAW_READ = 15, RAW_SETLK = 32, RAW_SETLKW = 33, RAW_ACCESS = 34
+  RAW_REMOVEXATTR = 24, RAW_OPENDIR = 27, RAW_READ = 15, RAW_WRITE = 16, RAW_INIT = 26, RAW_SETLK = 32, RAW_SETLKW = 33, RAW_ACCESS = 34
 };
 
 static __thread uint32_t cur_opcode;
@@ -326,6 +329,7 @@ static __thread uint64_t cur_unique;
 static __thread uint64_t cur_nodeid;
 static __thread char cur_rename_to[256]; /* FUSE_RENAME: the new name (last component) */
 static __thread uint64_t cur_link_from;  /* FUSE_LINK: the node id of the existing name */
+static __thread int cur_kill_privs;      /* FUSE_WRITE/SETATTR: the kernel asks us to clear set-id bits */
 static __thread store_job_t *cur_store;  /* FUSE_READ: to store once its reply is sent */
 static __thread mount_t *cur_store_mount;
 
@@ -384,6 +388,51 @@ static int names_no_entry (uint32_t opcode) {
   }
 }
 
+/* FUSE_HANDLE_KILLPRIV_V2 (<linux/fuse.h>, protocol 7.33): the file system clears set-user-ID and
+   set-group-ID itself, on the writes and truncates the kernel marks and on chown. Without it the
+   kernel asks getxattr("security.capability") before every write(2): a round trip to a worker
+   thread each (measured: fio 4k randwrite 6,929 -> 8,945 IOPS, 4 x 2,000 O_APPEND lines
+   9,229 -> 10,825-13,165 lines/s with it). libfuse 2.9 does not know the flag, so the channel
+   adds it to the INIT reply when the kernel offered it. The marks reach JS as Caller.killPrivs;
+   chown clears the bits at the master. */
+#define RAW_HANDLE_KILLPRIV_V2 (1u << 28)
+#define RAW_WRITE_KILL_SUIDGID (1u << 2)  /* fuse_write_in.write_flags */
+#define RAW_FATTR_KILL_SUIDGID (1u << 11) /* fuse_setattr_in.valid */
+static int kernel_offers_killpriv_v2;
+static __thread int cur_init_killpriv;   /* FUSE_INIT: this mount's file system clears set-id bits */
+
+/* struct fuse_init_in { u32 major, minor, max_readahead, flags; ... } */
+static void note_kernel_init (const char *body, size_t len) {
+  uint32_t flags;
+  if (len < 16) return;
+  memcpy(&flags, body + 12, 4);
+  __atomic_store_n(&kernel_offers_killpriv_v2, (flags & RAW_HANDLE_KILLPRIV_V2) != 0, __ATOMIC_RELEASE);
+}
+
+/* struct fuse_init_out { u32 major, minor, max_readahead, flags; ... } */
+static void answer_init (const struct iovec iov[], size_t count) {
+  if (!cur_init_killpriv || count < 2 || iov[1].iov_len < 16 || !__atomic_load_n(&kernel_offers_killpriv_v2, __ATOMIC_ACQUIRE)) return;
+  uint32_t flags;
+  memcpy(&flags, (char *) iov[1].iov_base + 12, 4);
+  flags |= RAW_HANDLE_KILLPRIV_V2;
+  memcpy((char *) iov[1].iov_base + 12, &flags, 4);
+}
+
+/* struct fuse_write_in { u64 fh, offset; u32 size, write_flags; ... };
+   struct fuse_setattr_in { u32 valid; ... } */
+static int wants_privs_killed (uint32_t opcode, const char *body, size_t len) {
+  uint32_t v;
+  if (opcode == RAW_WRITE && len >= 24) {
+    memcpy(&v, body + 20, 4);
+    return (v & RAW_WRITE_KILL_SUIDGID) != 0;
+  }
+  if (opcode == RAW_SETATTR && len >= 4) {
+    memcpy(&v, body, 4);
+    return (v & RAW_FATTR_KILL_SUIDGID) != 0;
+  }
+  return 0;
+}
+
 static int chan_receive (struct fuse_chan **chp, char *buf, size_t size) {
   struct fuse_chan *ch = *chp;
   struct fuse_session *se = fuse_chan_session(ch);
@@ -410,6 +459,8 @@ restart:
   cur_nodeid = in->nodeid;
   cur_rename_to[0] = '\0';
   cur_link_from = 0;
+  cur_kill_privs = wants_privs_killed(in->opcode, buf + sizeof(struct raw_in_header), (size_t) res - sizeof(struct raw_in_header));
+  if (in->opcode == RAW_INIT) note_kernel_init(buf + sizeof(struct raw_in_header), (size_t) res - sizeof(struct raw_in_header));
   if (in->opcode == RAW_LINK && (size_t) res >= sizeof(struct raw_in_header) + 8) {
     memcpy(&cur_link_from, buf + sizeof(struct raw_in_header), 8); /* struct fuse_link_in { u64 oldnodeid; } */
   }
@@ -440,9 +491,10 @@ static int chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t cou
       out->error = -ESTALE;
     }
     if (out->unique != 0 && out->unique == cur_unique && out->error == 0) uncache_shared_inode(iov, count);
+    if (out->unique != 0 && out->unique == cur_unique && out->error == 0 && cur_opcode == RAW_INIT) answer_init(iov, count);
     answers_store = cur_store != NULL && out->unique != 0 && out->unique == cur_unique;
     /* This thread's request is answered: forget it, so that nothing can act on a stale opcode. */
-    if (out->unique != 0 && out->unique == cur_unique) cur_opcode = 0, cur_unique = 0, cur_nodeid = 0, cur_rename_to[0] = '\0';
+    if (out->unique != 0 && out->unique == cur_unique) cur_opcode = 0, cur_unique = 0, cur_nodeid = 0, cur_rename_to[0] = '\0', cur_kill_privs = 0;
   }
   ssize_t res = writev(fuse_chan_fd(ch), iov, count);
   int err = errno;
@@ -533,6 +585,7 @@ static int call_js (request_t *r) {
   r->caller_uid = ctx->uid;
   r->caller_gid = ctx->gid;
   r->caller_pid = ctx->pid;
+  r->kill_privs = cur_kill_privs;
 
   /* fuse_loop_mt cancels its idle workers when the session ends; a worker parked here owns a
      request that the JS thread may still touch, so it must not be cancelled while it waits. */
@@ -839,6 +892,7 @@ static void *fn_init (struct fuse_conn_info *conn) {
   REQ(OP_INIT);
   /* Ask for what we rely on even if an option was forgotten; the kernel grants what it can. */
   conn->want |= FUSE_CAP_BIG_WRITES;
+  cur_init_killpriv = m->clears_set_id; /* for answer_init, on this thread */
   call_js(&r);
   return m; /* becomes fuse_get_context()->private_data for every later call */
 }
@@ -1058,11 +1112,12 @@ static void on_work (uv_async_t *handle) {
     argv[3] = make_num(env, r->caller_uid);
     argv[4] = make_num(env, r->caller_gid);
     argv[5] = make_num(env, r->caller_pid);
-    int n = build_args(m, r, &m->slots[slot], argv + 6);
+    argv[6] = make_bool(env, r->kill_privs);
+    int n = build_args(m, r, &m->slots[slot], argv + 7);
     napi_status status = napi_generic_failure;
     if (n >= 0 && napi_get_reference_value(env, m->dispatch, &fn) == napi_ok && fn != NULL) {
       napi_get_global(env, &recv); /* napi_make_callback needs an object receiver */
-      status = napi_make_callback(env, m->async_ctx, recv, fn, (size_t) n + 6, argv, &result);
+      status = napi_make_callback(env, m->async_ctx, recv, fn, (size_t) n + 7, argv, &result);
     }
     if (status != napi_ok) {
       bool pending = false;
@@ -1477,6 +1532,7 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
     for (int op = 0; op < OP_COUNT; op++) {
       if (strcmp(name, OP_NAMES[op]) == 0) m->implemented[op] = 1;
     }
+    if (strcmp(name, "clearsSetId") == 0) m->clears_set_id = 1;
     free(name);
   }
   m->implemented[OP_INIT] = 1;

@@ -31,9 +31,9 @@ export type * from "./api.js";
 // ---------------------------------------------------------------------------------------------
 // The addon
 
-type Dispatch = (op: number, slot: number, seq: number, uid: number, gid: number, pid: number, ...args: unknown[]) => void;
+type Dispatch = (op: number, slot: number, seq: number, uid: number, gid: number, pid: number, killPrivs: boolean, ...args: unknown[]) => void;
 
-let caller: Caller = { uid: 0, gid: 0, pid: 0 };
+let caller: Caller = { uid: 0, gid: 0, pid: 0, killPrivs: false };
 
 /**
  * The process that made the FUSE call being dispatched right now. Only meaningful in the
@@ -285,6 +285,7 @@ export class FuseMount implements FuseMountHandle {
     if ((await readdir(mnt)).length > 0) throw new Error(`cannot mount ${mnt}: the mountpoint is not empty`);
 
     const implemented = b.opNames.filter((name) => typeof (this.ops as unknown as Record<string, unknown>)[name] === "function");
+    if (this.opts.clearsSetId) implemented.push("clearsSetId"); // not an op: see fuse-native.c, answer_init
     const handle = b.createMount();
     const initialized = new Promise<void>((resolve, reject) => {
       this.initDone = resolve;
@@ -372,14 +373,14 @@ export class FuseMount implements FuseMountHandle {
   }
 
   /** Called by the addon on the JS thread for every FUSE request. */
-  private dispatch: Dispatch = (op, slot, seq, uid, gid, pid, ...args) => {
+  private dispatch: Dispatch = (op, slot, seq, uid, gid, pid, killPrivs, ...args) => {
     const b = loadBinding();
     if (op === b.interruptOp) {
       const w = this.waits.get(slot);
       if (w && w.seq === seq) w.abort.abort();
       return;
     }
-    caller = { uid, gid, pid };
+    caller = { uid, gid, pid, killPrivs: killPrivs === true };
     const handle = this.handle;
     const name = b.opNames[op] ?? `op${op}`;
     let replied = false;
