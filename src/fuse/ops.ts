@@ -3,6 +3,7 @@
 
 import type { GfsClient } from '../client/client.js';
 import { GfsError } from '../protocol/errors.js';
+import { withoutSetId } from '../protocol/modes.js';
 import type { OpenFile } from '../client/open-file.js';
 import { Errno, toErrno } from './errno.js';
 import type { FuseOps, Stat, StatFs } from './native/api.js';
@@ -55,7 +56,7 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
     if (!owner().killPrivs) return work;
     return work.then(async (result) => {
       const { mode } = await client.lookup(path);
-      const cleared = mode & ~(0o4000 | ((mode & 0o2010) === 0o2010 ? 0o2000 : 0));
+      const cleared = withoutSetId(mode);
       if (cleared !== mode) await client.setattr(path, { mode: cleared & 0o7777 });
       return result;
     });

@@ -4,6 +4,7 @@
 import { mkdir } from 'node:fs/promises';
 import { GfsError } from '../protocol/errors.js';
 import type { Attr, ChunkLocation, MasterApi, SetAttr, WriteTarget } from '../protocol/messages.js';
+import { withoutSetId } from '../protocol/modes.js';
 import { RpcServer, type Handlers } from '../protocol/rpc.js';
 import type { GfsConfig } from '../config.js';
 import { logger, type Logger } from '../log.js';
@@ -45,9 +46,8 @@ const num = (v: unknown, what: string): number => {
 function withSetIdCleared(node: Inode, set: SetAttr): SetAttr {
   const chown = (set.uid !== undefined && set.uid !== -1) || (set.gid !== undefined && set.gid !== -1);
   if (!chown || node.type === 'dir' || set.mode !== undefined) return set;
-  const perm = node.perm;
-  const cleared = perm & ~(0o4000 | ((perm & 0o2010) === 0o2010 ? 0o2000 : 0));
-  return cleared === perm ? set : { ...set, mode: cleared };
+  const cleared = withoutSetId(node.perm);
+  return cleared === node.perm ? set : { ...set, mode: cleared };
 }
 
 export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
