@@ -3,14 +3,14 @@
 // through an asynchronous child process: this process serves the mount on its JS thread, so a
 // synchronous fs call into the mount from here would deadlock.
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
 
 import type { FuseOps, MountOptions, PosixLock, Stat, Timespec } from "../src/fuse/native/api.js";
-import { FuseMount } from "../src/fuse/native/index.js";
+import { currentCaller, FuseMount } from "../src/fuse/native/index.js";
 
 const E = os.constants.errno;
 const O_APPEND = os.constants.O_APPEND ?? 0o2000;
@@ -484,5 +484,36 @@ describe("mount errors", () => {
     } finally {
       await rm(d, { recursive: true, force: true });
     }
+  });
+});
+
+describe("clearsSetId: the kernel leaves clearing set-id bits to the file system (FUSE_HANDLE_KILLPRIV_V2)", () => {
+  const calls: Call[] = [];
+  const marks: boolean[] = [];
+  let t: TempMount | undefined;
+  let M = "";
+
+  beforeAll(async () => {
+    const base = memFs(calls);
+    const ops: FuseOps = {
+      ...base,
+      write(p, fd, buf, len, pos, cb) {
+        marks.push(currentCaller().killPrivs);
+        base.write!(p, fd, buf, len, pos, cb);
+      },
+    };
+    t = await mountTemp("gfs-native-setid-", ops, { attrTimeout: 0, entryTimeout: 0, fsname: "gfs-test-setid", clearsSetId: true, allowOther: true });
+    M = t.M;
+    await chmod(t.dir, 0o755); // mkdtemp's 0700 would keep nobody out
+  }, 30_000);
+
+  afterAll(() => unmountTemp(t), 30_000);
+
+  test("a write by a caller without CAP_FSETID is marked for the file system; root's is not", async () => {
+    // Marks come only if the flag was agreed at INIT: without it the kernel clears the bits itself.
+    expect((await sh(`umask 0 && echo a >> ${M}/f`)).code).toBe(0);
+    const r = await sh(`setpriv --reuid=65534 --regid=65534 --clear-groups -- bash -c 'echo b >> ${M}/f'`);
+    expect(r.stderr).toBe("");
+    expect(marks).toEqual([false, true]);
   });
 });
