@@ -44,6 +44,7 @@ const tunables: Array<[flag: string, key: keyof GfsConfig, help: string, parse: 
   ['--trash-grace-ms <ms>', 'trashGraceMs', 'how long deleted files stay restorable in the trash (master)', parseCount],
   ['--copies-per-server <n>', 'copiesPerServer', 'chunk copies one chunkserver receives at a time', parseCount],
   ['--scrub-interval-ms <ms>', 'scrubIntervalMs', 'background checksum scan: one idle replica per interval, 0 = off (chunkserver)', parseCount],
+  ['--local-read-bytes <size>', 'localReadBytes', 'reads of at least this size from a chunkserver on this host read its replica files directly, 0 = never (mount)', parseSize],
   ['--scrub-idle-ms <ms>', 'scrubIdleMs', 'a replica unused this long is idle, due for the scan (chunkserver)', parseCount],
 ];
 

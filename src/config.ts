@@ -37,6 +37,12 @@ export interface GfsConfig {
    * so later reads nearby need no request at all.
    */
   readAroundBytes: number;
+  /**
+   * A chunk read of at least this many bytes from a chunkserver whose disk is this host's reads
+   * the replica file directly, checking its checksums (client/local-reads.ts; 0: never). Smaller
+   * reads go through the chunkserver: for them opening the file costs more than it saves.
+   */
+  localReadBytes: number;
   /** How long a client trusts attributes it has seen (0: ask the master every time). */
   attrCacheMs: number;
   /** Op-log records after which the master writes a checkpoint and starts a new log. */
@@ -64,6 +70,7 @@ export const defaults: GfsConfig = {
   writeBufferBytes: 8 * MiB,
   readAheadBytes: 8 * MiB,
   readAroundBytes: 64 * 1024,
+  localReadBytes: 256 * 1024,
   checkpointEvery: 100_000,
   trashGraceMs: 3 * 24 * 3600 * 1000,
   copiesPerServer: 2,

@@ -40,6 +40,8 @@ export interface DataPathDeps {
   self(): ServerAddress;
   /** Largest read reply (it must fit in one frame). */
   maxReadBytes: number;
+  /** This server's id and the file that holds it: short-circuit readers check the two agree. */
+  identity: { id: string; idPath: string };
   /** Have the master set a file's size to at least size (rejects when it cannot be reached). */
   extendFile(ino: number, size: number): Promise<Attr>;
 }
@@ -71,6 +73,7 @@ export class DataPath {
       truncate: (r) => (served(), this.truncate(r)),
       apply: (r) => (served(), this.apply(r)),
       read: (r) => (served(), this.read(r)),
+      readLocal: (r) => (served(), this.readLocal(r)),
       sync: (r) => (served(), this.sync(r)),
     };
   }
@@ -229,6 +232,16 @@ export class DataPath {
     // A stale replica (older version) must never be served.
     this.checkReplica(handle, version);
     return this.local(() => this.d.store.read(handle, offset, length));
+  }
+
+  async readLocal(req: Req<'readLocal'>): Promise<Rep<'readLocal'>> {
+    const handle = handleField(req.handle);
+    const version = versionField(req.version);
+    const chunkSize = this.d.chunkSize();
+    const offset = rangeField(req.offset, 'offset', chunkSize);
+    const length = rangeField(req.length, 'length', chunkSize - offset);
+    this.checkReplica(handle, version);
+    return { ...(await this.local(() => this.d.store.whereIs(handle, offset, length))), ...this.d.identity };
   }
 
   async sync(req: Req<'sync'>): Promise<Rep<'sync'>> {

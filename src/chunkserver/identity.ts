@@ -7,9 +7,12 @@ import { join } from 'node:path';
 
 const ID_FORMAT = /^[A-Za-z0-9_-]{1,128}$/;
 
+/** The file that holds a chunkserver's id (short-circuit readers read it too: client/local-reads.ts). */
+export const idFile = (dataDir: string): string => join(dataDir, 'id');
+
 /** The id stored in dataDir, created (durably: written, fsync'd, renamed) on first start. */
 export async function loadOrCreateId(dataDir: string): Promise<string> {
-  const path = join(dataDir, 'id');
+  const path = idFile(dataDir);
   try {
     const id = (await readFile(path, 'utf8')).trim();
     if (!ID_FORMAT.test(id)) throw new Error(`${path} does not hold a chunkserver id`);

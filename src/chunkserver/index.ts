@@ -3,6 +3,7 @@
 // wires the parts together and owns start-up and shut-down order.
 
 import { mkdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { hostname } from 'node:os';
 import type { GfsConfig } from '../config.js';
 import { GfsError, asGfsError } from '../protocol/errors.js';
@@ -12,7 +13,7 @@ import { RpcServer } from '../protocol/rpc.js';
 import { logger, type Logger } from '../log.js';
 import { controlHandlers } from './control.js';
 import { DataPath } from './datapath.js';
-import { loadOrCreateId } from './identity.js';
+import { idFile, loadOrCreateId } from './identity.js';
 import { Leases } from './leases.js';
 import { MasterLink } from './masterlink.js';
 import { PushBuffer } from './pushbuffer.js';
@@ -74,6 +75,7 @@ export async function startChunkserver(opts: ChunkserverOptions): Promise<Chunks
   let link: MasterLink | null = null;
   const data = new DataPath({
     store, leases, pushes, pool, log, chunkSize: () => chunkSize, self: () => address, maxReadBytes,
+    identity: { id, idPath: resolve(idFile(opts.dataDir)) },
     extendFile: (ino, size) => link?.extend(ino, size) ?? Promise.reject(new GfsError('EUNAVAIL', 'not connected to the master')),
   });
 

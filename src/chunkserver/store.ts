@@ -15,7 +15,7 @@
 import { renameSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat, statfs, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { GfsError, asGfsError } from '../protocol/errors.js';
 import type { ChunkHandle, ChunkReport } from '../protocol/messages.js';
@@ -255,6 +255,27 @@ export class ChunkStore {
         this.verify(r, first + i, buf.subarray(at, Math.min(at + B, buf.length)));
       }
       return { data: buf.subarray(offset - from, end - from), chunkLength: r.length };
+    });
+  }
+
+  /**
+   * Where [offset, offset + length) of a replica is on disk, widened to whole checksum blocks and
+   * cut at the replica's end, with those blocks' CRCs: a client on this host reads and checks
+   * the bytes itself. Taken under the read lock, so the CRCs match the file as it is now; a later
+   * write changes both, and the client's check then fails and it reads through us instead.
+   */
+  async whereIs(handle: ChunkHandle, offset: number, length: number): Promise<{ path: string; from: number; length: number; blockSize: number; crcs: Buffer; chunkLength: number }> {
+    const r = this.need(handle);
+    return r.io.read(async () => {
+      this.usable(r);
+      const B = r.blockSize;
+      const end = Math.min(offset + length, r.length);
+      const first = Math.floor(offset / B);
+      const to = offset < end ? Math.min(Math.ceil(end / B) * B, r.length) : first * B;
+      const blocks = Math.ceil((to - first * B) / B);
+      const crcs = Buffer.allocUnsafe(4 * blocks);
+      for (let i = 0; i < blocks; i++) crcs.writeUInt32LE(r.crcs.get(first + i) >>> 0, 4 * i);
+      return { path: resolve(r.dataPath), from: first * B, length: to - first * B, blockSize: B, crcs, chunkLength: r.length };
     });
   }
 

@@ -8,6 +8,7 @@ import { GfsError, asGfsError } from '../protocol/errors.js';
 import type { Attr, ChunkHandle, ChunkLocation, Extent, ServerAddress, WriteTarget } from '../protocol/messages.js';
 import type { PeerPool } from '../protocol/pool.js';
 import type { GfsConfig } from '../config.js';
+import { LocalReads } from './local-reads.js';
 import type { Logger } from '../log.js';
 import { isUnreachable, withRetry, type MasterLink } from './master-link.js';
 
@@ -37,6 +38,8 @@ export class ChunkIo {
   private readonly locations = new Map<number, Locations>();
   private readonly targets = new Map<string, { target: WriteTarget; until: number }>();
   private readonly clientId = randomBytes(6).toString('hex');
+  /** Reads of replicas on this host's disk, straight from their files. */
+  readonly localReads = new LocalReads();
   private seq = 0;
   private spread = 0;
 
@@ -97,8 +100,12 @@ export class ChunkIo {
       for (let i = 0; i < n; i++) {
         const address = loc.replicas[(i + spread) % n];
         try {
-          const r = await this.pool.call(address, 'read', { handle: loc.handle, version: loc.version, offset, length });
-          return r.data;
+          const req = { handle: loc.handle, version: loc.version, offset, length };
+          if (this.cfg.localReadBytes > 0 && length >= this.cfg.localReadBytes && this.localReads.maybeLocal(address)) {
+            const data = await this.localReads.read(address, await this.pool.call(address, 'readLocal', req), offset, length);
+            if (data) return data;
+          }
+          return (await this.pool.call(address, 'read', req)).data;
         } catch (e) {
           last = asGfsError(e);
           this.log.debug(`read of chunk ${loc.handle} from ${address} failed: ${last.message}`);

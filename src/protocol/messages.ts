@@ -316,6 +316,16 @@ export interface ChunkserverDataApi {
   apply: [{ handle: ChunkHandle; version: number; serial: number; mutation: Mutation }, Record<string, never>];
   /** Checksum-verified bytes; shorter than length past the replica's end. */
   read: [{ handle: ChunkHandle; version: number; offset: number; length: number }, { data: Buffer; chunkLength: number }];
+  /**
+   * For a client on this server's host (short-circuit read, as HDFS has): where the replica's
+   * bytes [from, from + length) are on disk and the CRC32 of each checksum block in them (u32 LE
+   * each), so the client reads the file itself and checks it. `id` and `idPath` (the file that
+   * holds this server's id) let it prove that it sees this server's disk.
+   */
+  readLocal: [
+    { handle: ChunkHandle; version: number; offset: number; length: number },
+    { path: string; from: number; length: number; blockSize: number; crcs: Buffer; chunkLength: number; id: string; idPath: string },
+  ];
   /** fsync these replicas to disk. */
   sync: [{ handles: ChunkHandle[] }, Record<string, never>];
 }

@@ -1,0 +1,136 @@
+// Short-circuit reads: a client on a chunkserver's host reads the replica file itself and checks
+// its checksums. Unit tests of the checks, then a real cluster: the bytes are right, a corrupt
+// block is never served (the chunkserver finds and reports it), a server whose id file here holds
+// another id counts as another host's.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { GfsClient } from '../src/client/client.js';
+import { LocalReads } from '../src/client/local-reads.js';
+import { configFrom, defaults } from '../src/config.js';
+import { logger } from '../src/log.js';
+import { ok, withCluster } from './helpers/cluster.js';
+import { chunkName, chunksOf, waitFor } from './helpers/faults.js';
+
+const B = 4096;
+const crcsOf = (data: Buffer): Buffer => {
+  const out = Buffer.alloc(4 * Math.ceil(data.length / B));
+  for (let i = 0; i * B < data.length; i++) out.writeUInt32LE(crc32(data.subarray(i * B, (i + 1) * B)) >>> 0, 4 * i);
+  return out;
+};
+
+describe('LocalReads', () => {
+  let dir: string;
+  const data = randomBytes(5 * B + 100);
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'gfs-local-'));
+    await writeFile(join(dir, 'id'), 'cs-a\n');
+    await writeFile(join(dir, 'chunk'), data);
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+  const where = (over: Partial<Parameters<LocalReads['read']>[1]> = {}) => ({
+    path: join(dir, 'chunk'), from: B, length: data.length - B, blockSize: B, crcs: crcsOf(data.subarray(B)),
+    chunkLength: data.length, id: 'cs-a', idPath: join(dir, 'id'), ...over,
+  });
+
+  it('returns the checked bytes asked for, cut at the replica end', async () => {
+    const l = new LocalReads();
+    expect((await l.read('s', where(), B + 10, 2 * B))?.equals(data.subarray(B + 10, 3 * B + 10))).toBe(true);
+    expect((await l.read('s', where(), 5 * B, 10 * B))?.equals(data.subarray(5 * B))).toBe(true);
+    expect(l.served).toBe(2);
+    expect(l.maybeLocal('s')).toBe(true);
+  });
+
+  it('a block whose CRC does not match, a short file, a path outside the data directory: null', async () => {
+    const l = new LocalReads();
+    const bad = crcsOf(data.subarray(B));
+    bad.writeUInt32LE((bad.readUInt32LE(8) + 1) >>> 0, 8);
+    expect(await l.read('s', where({ crcs: bad }), B, 4 * B)).toBeNull();
+    expect(await l.read('s', where({ length: data.length, crcs: crcsOf(Buffer.alloc(data.length)) }), B, B)).toBeNull(); // past the file's end
+    expect(await l.read('s', where({ path: join(tmpdir(), 'elsewhere') }), B, B)).toBeNull();
+    expect(await l.read('s', where({ crcs: Buffer.alloc(4) }), B, B)).toBeNull(); // CRCs that do not cover the range
+    expect(l.served).toBe(0);
+    expect(l.maybeLocal('s')).toBe(true); // none of these says the disk is another host's
+  });
+
+  it('an id file that holds another id (or none): another host, never read locally again', async () => {
+    const l = new LocalReads();
+    expect(await l.read('s', where({ id: 'cs-b' }), B, B)).toBeNull();
+    expect(l.maybeLocal('s')).toBe(false);
+    const l2 = new LocalReads();
+    expect(await l2.read('t', where({ idPath: join(dir, 'no-such-id') }), B, B)).toBeNull();
+    expect(l2.maybeLocal('t')).toBe(false);
+  });
+});
+
+describe('short-circuit reads on a cluster', () => {
+  const env = withCluster({}, 1);
+  const clients: GfsClient[] = [];
+  const newClient = async (localReadBytes: number) => {
+    const cl = new GfsClient(env.c.url, configFrom({ localReadBytes }), logger('test'));
+    await cl.connect();
+    clients.push(cl);
+    return cl;
+  };
+  afterAll(() => clients.forEach((cl) => cl.close()));
+  /** The whole file, read with the client's chunk reads (1 MiB pieces, spread over the replicas). */
+  const readAll = async (cl: GfsClient, path: string) => {
+    const { ino, size } = await cl.lookup(path, true);
+    return Buffer.concat(await cl.io.read(ino, 0, size));
+  };
+
+  it('reads replica files directly and returns the right bytes; with local reads off, none are', async () => {
+    const { m1, scratch } = env;
+    await ok(`head -c 6000000 /dev/urandom > ${scratch}/f && cp ${scratch}/f ${m1}/f`);
+    const want = await readFile(join(scratch, 'f'));
+    const local = await newClient(defaults.localReadBytes);
+    expect((await readAll(local, '/f')).equals(want)).toBe(true);
+    expect(local.io.localReads.served).toBe(6); // every 1 MiB piece
+    const remote = await newClient(0);
+    expect((await readAll(remote, '/f')).equals(want)).toBe(true);
+    expect(remote.io.localReads.served).toBe(0);
+  });
+
+  it('a corrupt block in one replica file is never served: the read goes through its chunkserver, which reports it', async () => {
+    const { c, m1, scratch } = env;
+    await ok(`head -c 3000000 /dev/urandom > ${scratch}/g && cp ${scratch}/g ${m1}/g`);
+    const want = await readFile(join(scratch, 'g'));
+    const [chunk] = await chunksOf(c, '/g');
+    const address = chunk.replicas[0];
+    const holder = c.chunkservers.find((d) => d.address === `ws://${address}`)!;
+    const fh = await open(join(holder.dataDir, 'chunks', chunkName(chunk.handle)), 'r+');
+    await fh.write(randomBytes(B), 0, B, 100 * B); // inside the first 1 MiB piece
+    await fh.close();
+    const cl = await newClient(defaults.localReadBytes);
+    const { ino } = await cl.lookup('/g', true);
+    // Each read starts at the next replica: in three, the corrupt one is met.
+    for (let i = 0; i < 3; i++) expect(Buffer.concat(await cl.io.read(ino, 0, 1 << 20)).equals(want.subarray(0, 1 << 20))).toBe(true);
+    expect((await readAll(cl, '/g')).equals(want)).toBe(true);
+    await waitFor('the corrupt replica reported', 10_000, async () => c.master.stderr.some((l) => l.includes(`corrupt replica of chunk ${chunk.handle} on ${address}`)));
+  });
+
+  it("a chunkserver whose id file here holds another id is another host's: read through it", async () => {
+    const { c, m1, scratch } = env;
+    await ok(`head -c 4000000 /dev/urandom > ${scratch}/h && cp ${scratch}/h ${m1}/h`);
+    const want = await readFile(join(scratch, 'h'));
+    const other = c.chunkservers[1];
+    const idPath = join(other.dataDir, 'id');
+    const id = await readFile(idPath, 'utf8');
+    await writeFile(idPath, 'cs-on-some-other-host\n');
+    try {
+      const cl = await newClient(defaults.localReadBytes);
+      expect((await readAll(cl, '/h')).equals(want)).toBe(true);
+      const address = other.address.replace('ws://', '');
+      expect(cl.io.localReads.maybeLocal(address)).toBe(false);
+      for (const d of c.chunkservers.filter((x) => x !== other)) expect(cl.io.localReads.maybeLocal(d.address.replace('ws://', ''))).toBe(true);
+      expect(cl.io.localReads.served).toBeGreaterThan(0);
+      expect(cl.io.localReads.served).toBeLessThan(4); // the pieces met at the other server came through it
+    } finally {
+      await writeFile(idPath, id);
+    }
+  });
+});
