@@ -119,6 +119,36 @@ describe('chunk store', () => {
     expect(store.usedBytes()).toBe(data.length);
   });
 
+  it('writes the aligned middle of large writes O_DIRECT, mixed with page-cache writes of the same file', async () => {
+    const MiB = 1024 * 1024;
+    for (const directWrites of [true, false]) {
+      await store.close();
+      store = await ChunkStore.open({ dataDir: dir, blockSize: B, log: quiet, directWrites });
+      store.onCorrupt = (x) => corrupted.push(x);
+      const h = directWrites ? 0xd1 : 0xd2;
+      await store.create(h, 1);
+      const model = Buffer.alloc(4 * MiB);
+      let length = 0;
+      const writes: Array<[number, number]> = [[1000, 2 * MiB + 77], [300_000, 5000], [MiB + 100, 3 * MiB / 2], [2 * MiB + 77 + 1000 - 10, 20], [3 * MiB, MiB - 3]];
+      for (const [offset, n] of writes) {
+        const data = randomBytes(n);
+        await store.write(h, offset, data);
+        data.copy(model, offset);
+        length = Math.max(length, offset + n);
+        expect((await store.read(h, 0, 4 * MiB)).data.equals(model.subarray(0, length))).toBe(true);
+      }
+      expect(store.directBytes > 2 * MiB).toBe(directWrites);
+      expect(await store.verifyAll(h)).toBe(length);
+      // The checksums on disk agree with the bytes on disk.
+      await store.close();
+      store = await ChunkStore.open({ dataDir: dir, blockSize: B, log: quiet });
+      store.onCorrupt = (x) => corrupted.push(x);
+      expect((await store.read(h, 0, 4 * MiB)).data.equals(model.subarray(0, length))).toBe(true);
+      expect(await store.verifyAll(h)).toBe(length);
+      expect(corrupted).toEqual([]);
+    }
+  });
+
   it('rewrites part of a block and keeps the rest of it', async () => {
     const h = 1;
     await store.create(h, 1);
