@@ -8,8 +8,8 @@
 //
 // O_DIRECT wants the buffer's address and the file offset and length aligned (4 KiB here). Node
 // cannot ask for aligned memory, so each staging buffer is probed once: the offset inside it at
-// which an O_DIRECT write succeeds is the aligned one. A file system that refuses O_DIRECT (tmpfs)
-// or no aligned offset found turns direct writes off; writes are then buffered as before.
+// which an O_DIRECT write succeeds is the aligned one. A file system that refuses O_DIRECT, or no
+// aligned offset found, turns direct writes off at start; writes are then buffered as before.
 
 import { closeSync, constants, openSync, unlinkSync, write, writeSync } from 'node:fs';
 import { join } from 'node:path';
