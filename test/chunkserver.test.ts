@@ -3,6 +3,7 @@
 
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import { PeerPool } from '../src/protocol/pool.js';
 import { RpcServer, connect, type Peer } from '../src/protocol/rpc.js';
 import type { Logger } from '../src/log.js';
 import { ChunkStore, handleName } from '../src/chunkserver/store.js';
+import { DirectWriter } from '../src/chunkserver/direct-io.js';
 import { decodeSidecar, encodeHeader } from '../src/chunkserver/sidecar.js';
 import { startChunkserver } from '../src/chunkserver/index.js';
 
@@ -147,6 +149,25 @@ describe('chunk store', () => {
       expect(await store.verifyAll(h)).toBe(length);
       expect(corrupted).toEqual([]);
     }
+  });
+
+  it('a direct write that cannot get a staging buffer writes nothing and says so (the store then writes through the page cache)', async () => {
+    const probeDir = await tempDir();
+    const w = DirectWriter.forDir(probeDir)!;
+    expect(w).not.toBeNull();
+    await rm(probeDir, { recursive: true, force: true }); // a second buffer's probe write now fails
+    const fh = await open(join(dir, 'direct-target'), 'w');
+    const a = randomBytes(1 << 20);
+    const b = randomBytes(1 << 20);
+    const dh = await open(join(dir, 'direct-target'), constants.O_WRONLY | constants.O_DIRECT);
+    try {
+      expect(await Promise.all([w.write(dh.fd, a, 0), w.write(dh.fd, b, 1 << 20)])).toEqual([true, false]);
+    } finally {
+      await dh.close();
+      await fh.close();
+    }
+    expect((await readFile(join(dir, 'direct-target'))).equals(a)).toBe(true);
+    expect(w.written).toBe(a.length);
   });
 
   it('rewrites part of a block and keeps the rest of it', async () => {

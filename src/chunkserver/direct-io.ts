@@ -50,9 +50,20 @@ export class DirectWriter {
     return to - from >= minBytes ? { from, to } : null;
   }
 
-  /** Write data at pos (both aligned, as middle() gives) through fd, opened O_DIRECT. */
-  async write(fd: number, data: Uint8Array, pos: number): Promise<void> {
-    const stage = this.free.pop() ?? this.newStage();
+  /**
+   * Write data at pos (both aligned, as middle() gives) through fd, opened O_DIRECT. False, with
+   * nothing written, when no staging buffer can be had (its probe write failed: a full disk, say):
+   * the caller then writes through the page cache.
+   */
+  async write(fd: number, data: Uint8Array, pos: number): Promise<boolean> {
+    let stage = this.free.pop();
+    if (!stage) {
+      try {
+        stage = this.newStage();
+      } catch {
+        return false;
+      }
+    }
     try {
       for (let at = 0; at < data.length; at += STAGE_BYTES) {
         const n = Math.min(STAGE_BYTES, data.length - at);
@@ -64,6 +75,7 @@ export class DirectWriter {
     } finally {
       if (this.free.length < KEEP_STAGES) this.free.push(stage);
     }
+    return true;
   }
 
   /** A staging buffer whose start is aligned: found by trying O_DIRECT writes at each offset. */

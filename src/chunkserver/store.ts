@@ -491,7 +491,8 @@ export class ChunkStore {
     const tail = mid.to - offset;
     if (head > 0) await writeAll(fd, data.subarray(0, head), offset);
     if (tail < data.length) await writeAll(fd, data.subarray(tail), mid.to);
-    await this.files.useDirect(r.dataPath, (dfd) => direct.write(dfd, data.subarray(head, tail), mid.from));
+    const middle = data.subarray(head, tail);
+    if (!(await this.files.useDirect(r.dataPath, (dfd) => direct.write(dfd, middle, mid.from)))) await writeAll(fd, middle, mid.from);
   }
 
   private async shrink(r: Replica, length: number): Promise<void> {
