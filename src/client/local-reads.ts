@@ -43,7 +43,8 @@ export class LocalReads {
    */
   async read(address: string, where: Where, offset: number, length: number): Promise<Buffer | null> {
     const { path, from, blockSize: B, crcs } = where;
-    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(where.length) || !(B > 0) || crcs.length !== 4 * Math.ceil(where.length / B)) return null;
+    // A malformed answer is not this replica's fault: read through the server, report nothing.
+    if (typeof path !== 'string' || typeof where.idPath !== 'string' || !Buffer.isBuffer(crcs) || !Number.isSafeInteger(from) || !Number.isSafeInteger(where.length) || !(B > 0) || crcs.length !== 4 * Math.ceil(where.length / B)) return null;
     // Only files in the server's own data directory (beside its id file) are ever read.
     if (!path.startsWith(dirname(where.idPath) + sep) || !(await this.onThisHost(address, where))) return null;
     const buf = Buffer.allocUnsafe(where.length);
