@@ -20,7 +20,8 @@
  *     hard-linked files are never attribute-cached (each name is its own kernel inode here);
  *   - getattr of a name a listing just returned is answered here, from the listing (names-cache.h);
  *   - a read's reply may carry more of the file, stored into the kernel's page cache after the
- *     reply (page-store.h);
+ *     reply by a thread of its own; opens and size changes fence the file against stores before
+ *     libfuse sees them (page-store.h);
  *   - FUSE_HANDLE_KILLPRIV_V2 for file systems that clear set-id bits themselves (answer_init).
  */
 
@@ -333,15 +334,28 @@ static __thread int cur_kill_privs;      /* FUSE_WRITE/SETATTR: the kernel asks 
 static __thread store_job_t *cur_store;  /* FUSE_READ: to store once its reply is sent */
 static __thread mount_t *cur_store_mount;
 
-/* Runs (fd >= 0) or drops the store this thread holds; the JS thread then releases its bytes. */
+static __thread uint64_t cur_fenced;     /* FUSE_OPEN/SETATTR: the node fenced against stores */
+
+/* Hands the store this thread holds to the store thread, to write (fd >= 0) or drop; the JS
+   thread then releases its bytes (stores_done). */
 static void finish_store (int fd) {
   store_job_t *job = cur_store;
   mount_t *m = cur_store_mount;
   cur_store = NULL;
   cur_store_mount = NULL;
   if (job == NULL || m == NULL) return;
-  page_store_run(m->stores, fd, job);
-  uv_async_send(&m->stored);
+  page_store_submit(m->stores, fd, job);
+}
+
+/* Store thread: stores ended. */
+static void stores_done (void *arg) {
+  uv_async_send(&((mount_t *) arg)->stored);
+}
+
+/* A fence lasts until its request is answered; one never answered ends at this thread's next. */
+static void end_fence (mount_t *m) {
+  if (cur_fenced != 0 && m != NULL) page_store_unfence(m->stores, cur_fenced);
+  cur_fenced = 0;
 }
 
 /* The kernel ABI's struct fuse_attr, and the replies that carry one (struct fuse_entry_out for a
@@ -436,9 +450,12 @@ static int wants_privs_killed (uint32_t opcode, const char *body, size_t len) {
 static int chan_receive (struct fuse_chan **chp, char *buf, size_t size) {
   struct fuse_chan *ch = *chp;
   struct fuse_session *se = fuse_chan_session(ch);
+  mount_t *m = (mount_t *) fuse_chan_data(ch);
   ssize_t res;
   int err;
-  finish_store(-1); /* never left over (libfuse answers every read), but a waiting open must not hang */
+  /* Never left over (libfuse answers every request), but a fenced inode must not stay so. */
+  finish_store(-1);
+  end_fence(m);
 restart:
   res = read(fuse_chan_fd(ch), buf, size);
   err = errno;
@@ -460,6 +477,12 @@ restart:
   cur_rename_to[0] = '\0';
   cur_link_from = 0;
   cur_kill_privs = wants_privs_killed(in->opcode, buf + sizeof(struct raw_in_header), (size_t) res - sizeof(struct raw_in_header));
+  /* Before libfuse takes the file's path lock (page-store.h): an open or a size change must not
+     be answered while a store decided before it can still land. */
+  if ((in->opcode == RAW_OPEN || in->opcode == RAW_SETATTR) && m != NULL && in->nodeid != 0) {
+    page_store_fence(m->stores, in->nodeid, 200);
+    cur_fenced = in->nodeid;
+  }
   if (in->opcode == RAW_INIT) note_kernel_init(buf + sizeof(struct raw_in_header), (size_t) res - sizeof(struct raw_in_header));
   if (in->opcode == RAW_LINK && (size_t) res >= sizeof(struct raw_in_header) + 8) {
     memcpy(&cur_link_from, buf + sizeof(struct raw_in_header), 8); /* struct fuse_link_in { u64 oldnodeid; } */
@@ -480,7 +503,8 @@ restart:
 
 static int chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t count) {
   if (iov == NULL) return 0;
-  int answers_store = 0;
+  mount_t *m = (mount_t *) fuse_chan_data(ch);
+  int answers_store = 0, answers_fence = 0;
   if (count > 0 && iov[0].iov_len >= sizeof(struct raw_out_header)) {
     struct raw_out_header *out = (struct raw_out_header *) iov[0].iov_base;
     /* The high-level API finds files by path. A process that looked a name up just before another
@@ -493,6 +517,7 @@ static int chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t cou
     if (out->unique != 0 && out->unique == cur_unique && out->error == 0) uncache_shared_inode(iov, count);
     if (out->unique != 0 && out->unique == cur_unique && out->error == 0 && cur_opcode == RAW_INIT) answer_init(iov, count);
     answers_store = cur_store != NULL && out->unique != 0 && out->unique == cur_unique;
+    answers_fence = cur_fenced != 0 && out->unique != 0 && out->unique == cur_unique;
     /* This thread's request is answered: forget it, so that nothing can act on a stale opcode. */
     if (out->unique != 0 && out->unique == cur_unique) cur_opcode = 0, cur_unique = 0, cur_nodeid = 0, cur_rename_to[0] = '\0', cur_kill_privs = 0;
   }
@@ -500,6 +525,7 @@ static int chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t cou
   int err = errno;
   /* After the reply: until then the kernel holds the pages of the read locked. */
   if (answers_store) finish_store(fuse_chan_fd(ch));
+  if (answers_fence) end_fence(m);
   if (res == -1) {
     /* ENOENT: the request was interrupted and the kernel no longer waits for the answer */
     if (!fuse_session_exited(fuse_chan_session(ch)) && err != ENOENT) perror("fuse: writing device");
@@ -517,11 +543,11 @@ static struct fuse_chan_ops chan_ops = { .receive = chan_receive, .send = chan_s
 
 /* Replaces the channel fuse_mount made with ours, on a duplicate of its descriptor (the kernel */
 /* connection lives while either is open), so the original can be destroyed at once.            */
-static struct fuse_chan *own_channel (struct fuse_chan *kern) {
+static struct fuse_chan *own_channel (struct fuse_chan *kern, mount_t *m) {
   int fd = dup(fuse_chan_fd(kern));
   if (fd < 0) return NULL;
   fcntl(fd, F_SETFD, FD_CLOEXEC);
-  struct fuse_chan *ch = fuse_chan_new(&chan_ops, fd, fuse_chan_bufsize(kern), NULL);
+  struct fuse_chan *ch = fuse_chan_new(&chan_ops, fd, fuse_chan_bufsize(kern), m);
   if (ch == NULL) close(fd);
   return ch;
 }
@@ -665,9 +691,7 @@ static int fn_readdir (const char *path, void *buf, fuse_fill_dir_t filler, off_
 static int fn_open (const char *path, struct fuse_file_info *fi) {
   mount_t *m = (mount_t *) fuse_get_context()->private_data;
   REQ(OP_OPEN); r.path = path; r.fi = fi; r.flags = fi->flags;
-  int res = call_js(&r);
-  /* The kernel drops the file's cached pages once the open is answered: no store may come after. */
-  if (cur_opcode == RAW_OPEN) page_store_wait(m->stores, cur_nodeid);
+  int res = call_js(&r); /* (no store of the file lands after the reply: chan_receive fenced it) */
   if (res == 0 && cur_opcode == RAW_OPEN && cur_nodeid != 0 && m->ch != NULL) {
     fuse_lowlevel_notify_inval_inode(m->ch, (fuse_ino_t) cur_nodeid, -1, 0);
   }
@@ -717,22 +741,14 @@ static int fn_release (const char *path, struct fuse_file_info *fi) {
   return call_js(&r);
 }
 
-/* The kernel cuts the file's cached pages once the size change is answered: no store may come
-   after (it would bring back bytes past the new end). */
-static int wait_stores_before_setattr (int res) {
-  mount_t *m = (mount_t *) fuse_get_context()->private_data;
-  if (cur_opcode == RAW_SETATTR) page_store_wait(m->stores, cur_nodeid);
-  return res;
-}
-
 static int fn_truncate (const char *path, off_t size) {
   REQ(OP_TRUNCATE); r.path = path; r.off = size;
-  return wait_stores_before_setattr(call_js(&r));
+  return call_js(&r); /* (stores: fenced by chan_receive) */
 }
 
 static int fn_ftruncate (const char *path, off_t size, struct fuse_file_info *fi) {
   REQ(OP_FTRUNCATE); r.path = path; r.off = size; r.fi = fi;
-  return wait_stores_before_setattr(call_js(&r));
+  return call_js(&r); /* (stores: fenced by chan_receive) */
 }
 
 static int fn_utimens (const char *path, const struct timespec tv[2]) {
@@ -1383,6 +1399,7 @@ static void finalize_mount (napi_env env, void *data, void *hint) {
 static void *mount_thread (void *data) {
   mount_t *m = (mount_t *) data;
   m->loop_result = fuse_loop_mt(m->fuse);
+  page_store_stop(m->stores); /* before the device closes: a store must not write to its reuse */
   /* Same order as libfuse's fuse_teardown: unmount (a no-op when the kernel already dropped the
      connection) and destroy the channel, then destroy the session (which may still call unlink
      for .fuse_hidden files; the JS thread keeps serving those). */
@@ -1520,7 +1537,7 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
     if (at != NULL && (at == opts[i] || at[-1] == ',')) attr_timeout = strtod(at + 13, NULL);
   }
   if (m->names == NULL && isfinite(attr_timeout) && attr_timeout > 0) m->names = names_new((uint64_t) (attr_timeout * 1e9));
-  if (m->stores == NULL) m->stores = page_store_new(); /* NULL (no stores) if memory is short */
+  if (m->stores == NULL) m->stores = page_store_new(stores_done, m); /* NULL (no stores) if memory is short */
 
   uint32_t nimpl = 0;
   NAPI_OK(napi_get_array_length(env, argv[3], &nimpl));
@@ -1591,7 +1608,7 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
   struct fuse_chan *ch = NULL;
   struct fuse *fuse = NULL;
   if (kern != NULL) {
-    ch = own_channel(kern);
+    ch = own_channel(kern, m);
     if (ch == NULL) {
       fprintf(stderr, "fuse: cannot set up the channel: %s\n", strerror(errno));
       fuse_unmount(mnt, kern);
