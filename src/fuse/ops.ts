@@ -8,6 +8,7 @@ import type { OpenFile } from '../client/open-file.js';
 import { Errno, toErrno } from './errno.js';
 import type { FuseOps, Stat, StatFs } from './native/api.js';
 import { toStat } from './stat.js';
+import { HiddenNames, isHiddenName } from './hidden-names.js';
 import { lockOps } from './lock-ops.js';
 import { xattrOps } from './xattr-ops.js';
 
@@ -36,6 +37,10 @@ function replyCount(work: Promise<number>, done: (result: number) => void): void
 export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: number; killPrivs?: boolean }): FuseOps {
   const files = new Map<number, OpenFile>();
   let nextFd = 1;
+  const hidden = new HiddenNames(
+    (ino) => [...files.values()].some((f) => f.ino === ino),
+    (path) => client.unlink(path),
+  );
 
   const register = (f: OpenFile): number => {
     const fd = nextFd++;
@@ -96,10 +101,12 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
       ),
     open: (path, flags, cb) =>
       reply(
-        client.lookup(path, true).then((a) => {
-          if (a.type === 'dir') throw new GfsError('EISDIR', `is a directory: ${path}`);
-          return register(client.openFile(a.ino, openMode(flags)));
-        }),
+        hidden.opened(path, () =>
+          client.lookup(path, true).then((a) => {
+            if (a.type === 'dir') throw new GfsError('EISDIR', `is a directory: ${path}`);
+            return register(client.openFile(a.ino, openMode(flags)));
+          }),
+        ),
         cb,
       ),
     create: (path, mode, flags, cb) => {
@@ -131,7 +138,10 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
       const f = files.get(fd);
       files.delete(fd);
       if (!f) return cb(0);
-      reply(client.closeFile(f), cb);
+      const closing = client.closeFile(f);
+      const after = () => hidden.released();
+      closing.then(after, after);
+      reply(closing, cb);
     },
     truncate: (path, size, cb) => reply(afterChange(path, client.lookup(path).then((a) => client.truncate(a.ino, size))), cb),
     ftruncate: (path, fd, size, cb) => withFile(fd, cb, (f) => afterChange(path, client.truncate(f.ino, size))),
@@ -148,7 +158,7 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
     chmod: (path, mode, cb) => reply(client.setattr(path, { mode: mode & 0o7777 }), cb),
     chown: (path, uid, gid, cb) =>
       reply(client.setattr(path, { ...(uid !== UNCHANGED ? { uid } : {}), ...(gid !== UNCHANGED ? { gid } : {}) }), cb),
-    unlink: (path, cb) => reply(client.unlink(path), cb),
+    unlink: (path, cb) => reply(isHiddenName(path) ? client.lookup(path).then((a) => hidden.unlink(path, a.ino)) : client.unlink(path), cb),
     rmdir: (path, cb) => reply(client.rmdir(path), cb),
     mkdir: (path, mode, cb) => {
       const { uid, gid } = owner();
