@@ -319,21 +319,26 @@ export class DataPath {
     if (remote.status === 'rejected') throw remote.reason;
   }
 
-  /** Send one mutation to every secondary at once; all must apply it or the client hears EIO. */
+  /**
+   * Send one mutation to every secondary at once; all must apply it or the client hears EIO, or
+   * ENOSPC when a secondary had no room (a full disk is not worth retrying: the writer must hear it).
+   */
   private async forward(handle: ChunkHandle, version: number, serial: number, mutation: Mutation, secondaries: ServerAddress[]): Promise<void> {
     const results = await Promise.allSettled(
       secondaries.map((s) => this.d.pool.call(s, 'apply', { handle, version, serial, mutation })),
     );
     const failed: string[] = [];
+    let full = false;
     results.forEach((r, i) => {
       if (r.status === 'rejected') {
         const err = asGfsError(r.reason);
         failed.push(`${secondaries[i]}: ${err.code} ${err.message}`);
+        full ||= err.code === 'ENOSPC';
       }
     });
     if (failed.length > 0) {
       this.d.log.debug(`chunk ${handle} serial ${serial}: ${failed.join('; ')}`);
-      throw new GfsError('EIO', `secondary failed: ${failed.join('; ')}`);
+      throw new GfsError(full ? 'ENOSPC' : 'EIO', `secondary failed: ${failed.join('; ')}`);
     }
   }
 }
