@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { createServer } from 'node:net';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -511,6 +512,30 @@ describe('chunkservers behind a fake master', () => {
       expect(Buffer.from(r.data).equals(want.subarray(65_000, 75_000))).toBe(true);
     }
     await pool.call(addr[1], 'sync', { handles: [h] });
+  });
+
+  it('a write whose secondary has no room fails with ENOSPC (not EIO, which clients retry)', async () => {
+    const full = await tempDir();
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', full]);
+    try {
+      const small = await startChunkserver({ dataDir: full, masterUrl: `127.0.0.1:${master.port}`, host: '127.0.0.1', port: 0, cfg, log: quiet });
+      try {
+        for (let i = 0; i < 100 && !master.peers.has(small.address); i++) await new Promise((r) => setTimeout(r, 20));
+        const h = nextHandle++;
+        const replicas = [addr[0], addr[1], small.address];
+        await Promise.all(
+          replicas.map((a, i) => master.peers.get(a)!.call('setVersion', { handle: h, version: 1, create: true, ...(i === 0 ? { leaseMs: 60_000 } : {}) })),
+        );
+        const dataId = randomBytes(8).toString('hex');
+        await pool.call(addr[0], 'push', { dataId, data: randomBytes(MiB), chain: replicas.slice(1) });
+        const write = pool.call(addr[0], 'write', { handle: h, version: 1, offset: 0, dataId, secondaries: replicas.slice(1) });
+        await expect(write).rejects.toMatchObject({ code: 'ENOSPC' });
+      } finally {
+        await small.stop();
+      }
+    } finally {
+      execFileSync('umount', [full]);
+    }
   });
 
   it('takes small writes inline and vectored writes as one mutation, on every replica', async () => {

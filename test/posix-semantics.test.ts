@@ -131,7 +131,8 @@ for i in range(1, 601):
     await ok(`mkdir -p ${dir} ${out} && printf 'v0\\n%.0s' $(seq ${lines}) > ${dir}/target`);
     // Three readers until the writer is done, each keeping the line counts of what it read; the
     // shell holds the first version open (the renames then hide it, see above).
-    const reader = (r: string) => `(while [ ! -e ${out}/done ]; do cat ${dir}/target 2>>${out}/err.${r} | uniq -c >> ${out}/seen.${r}; done)`;
+    // (Bounded in time too: readers of a hung mount must not outlive a failed test.)
+    const reader = (r: string) => `(while [ ! -e ${out}/done ] && [ $SECONDS -lt 240 ]; do cat ${dir}/target 2>>${out}/err.${r} | uniq -c >> ${out}/seen.${r}; done)`;
     const run = await sh(
       `exec 3<${dir}/target; pids=; for r in 1 2 3; do ${reader('$r')} & pids="$pids $!"; done; timeout 180 ${writer} ${dir}; rc=$?; touch ${out}/done; ` +
         `for i in $(seq 600); do alive=; for p in $pids; do kill -0 $p 2>/dev/null && alive=1; done; [ -z "$alive" ] && break; sleep 0.1; done; ` +

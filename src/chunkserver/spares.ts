@@ -19,7 +19,8 @@ export interface SparePair {
 export class SpareFiles {
   private readonly ready: SparePair[] = [];
   private next = 0;
-  private filling = false;
+  /** The background fill under way, if any. */
+  private filling: Promise<void> | null = null;
   private stopped = false;
 
   constructor(
@@ -41,14 +42,15 @@ export class SpareFiles {
     return pair;
   }
 
-  stop(): void {
+  /** No more spares are made; resolves once none is being made (no file of ours is left open). */
+  stop(): Promise<void> {
     this.stopped = true;
+    return this.filling ?? Promise.resolve();
   }
 
   private fill(): void {
     if (this.filling || this.stopped || this.ready.length >= this.want / 2) return;
-    this.filling = true;
-    void (async () => {
+    const make = async () => {
       try {
         while (!this.stopped && this.ready.length < this.want) {
           const base = join(this.dir, String(this.next++));
@@ -59,9 +61,11 @@ export class SpareFiles {
         }
       } catch {
         // A full or failing disk: creates fall back to making their own files (and report why).
-      } finally {
-        this.filling = false;
       }
-    })();
+    };
+    // (finally runs after this assignment, however soon make() ends)
+    this.filling = make().finally(() => {
+      this.filling = null;
+    });
   }
 }

@@ -369,7 +369,7 @@ export class ChunkStore {
   }
 
   async close(): Promise<void> {
-    this.spares.stop();
+    await this.spares.stop();
     await this.files.closeAll();
   }
 
