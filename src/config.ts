@@ -45,6 +45,13 @@ export interface GfsConfig {
   localReadBytes: number;
   /** How long a client trusts attributes it has seen (0: ask the master every time). */
   attrCacheMs: number;
+  /**
+   * Unlinks of names a client knows it may answer before the master has made them durable, at
+   * most this many under way at once (0: every unlink waits for the master). As on a local disk,
+   * fsync of the directory makes them durable; a mount killed before they reach the master
+   * leaves those names in place (client/deferred-unlinks.ts).
+   */
+  deferredUnlinks: number;
   /** Op-log records after which the master writes a checkpoint and starts a new log. */
   checkpointEvery: number;
   /** How long a deleted file stays in the trash, restorable with `gfs undelete` (the paper's 3 days). */
@@ -77,6 +84,7 @@ export const defaults: GfsConfig = {
   scrubIntervalMs: 10_000, // a 64 MiB chunk every 10 s: about 6 MB/s of disk reads at most
   scrubIdleMs: 60_000,
   attrCacheMs: 1_000,
+  deferredUnlinks: 256,
 };
 
 /** Largest record a record append takes: a quarter of a chunk, as in the paper (§3.3). */

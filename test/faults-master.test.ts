@@ -55,6 +55,12 @@ describe('master restart', () => {
     const first = await peer.call('create', create);
     expect(await peer.call('create', create)).toEqual(first); // same id: the same answer, no EEXIST
     await expect(peer.call('create', { ...create, rid: 'test-client-2' })).rejects.toMatchObject({ code: 'EEXIST' });
+    // A batch of unlinks (a mount's deferred ones): each item once per id, failures listed by path.
+    for (const path of ['/b1', '/b2']) await peer.call('create', { path, mode: 0o644, uid: 0, gid: 0, exclusive: true });
+    const batch = { items: [{ path: '/b1', rid: 'test-client-5' }, { path: '/nope', rid: 'test-client-6' }, { path: '/b2', rid: 'test-client-7' }] };
+    const refused = (r: { errors: Array<{ path: string; code: string }> }) => r.errors.map((e) => `${e.path} ${e.code}`);
+    expect(refused(await peer.call('unlinks', batch))).toEqual(['/nope ENOENT']);
+    expect(refused(await peer.call('unlinks', batch))).toEqual(['/nope ENOENT']); // b1, b2: answered from their ids
     peer.close();
     await c.kill(c.master, 'SIGKILL');
     await c.restartMaster();
@@ -65,6 +71,8 @@ describe('master restart', () => {
       await peer.call('unlink', unlink);
       await peer.call('unlink', unlink);
       await expect(peer.call('unlink', { path: '/excl', rid: 'test-client-4' })).rejects.toMatchObject({ code: 'ENOENT' });
+      expect(refused(await peer.call('unlinks', batch))).toEqual(['/nope ENOENT']);
+      expect((await peer.call('readdir', { path: '/' })).entries.map((e) => e.name).filter((n) => n.startsWith('b'))).toEqual([]);
     } finally {
       peer.close();
     }

@@ -55,6 +55,45 @@ print(os.stat(d + '/rewritten').st_mtime_ns > 1_500_000_000_000_000_000)
   });
 });
 
+describe('unlinks answered ahead of the master', () => {
+  it('rm -rf removes a tree everywhere before it returns, and a name removed and made again at once holds the new file', async () => {
+    await ok(`mkdir -p ${m1}/tree/a ${m1}/tree/b && for i in $(seq 1 150); do echo $i > ${m1}/tree/a/f$i; echo $i > ${m1}/tree/b/f$i; done`);
+    // rmdir waits for the unlinks before it: without that the master would find a/ not empty.
+    await ok(`ls -lR ${m1}/tree > /dev/null && rm -rf ${m1}/tree`);
+    expect((await sh(`ls ${m2}/tree`)).code).not.toBe(0);
+    const peer = await c.masterPeer();
+    try {
+      expect((await peer.call('readdir', { path: '/' })).entries.map((e) => e.name)).not.toContain('tree');
+    } finally {
+      peer.close();
+    }
+    // Each create waits for the unlink of its name ahead of it (else the create would find the old
+    // file, which the late unlink would then remove, new bytes and all).
+    await ok(`mkdir ${m1}/again && for i in $(seq 1 50); do echo old > ${m1}/again/f$i; done && ls -l ${m1}/again > /dev/null`);
+    await ok(`for i in $(seq 1 50); do rm ${m1}/again/f$i; echo new$i > ${m1}/again/f$i; done`);
+    expect((await ok(`cat ${m2}/again/f1 ${m2}/again/f25 ${m2}/again/f50`)).split('\n')).toEqual(['new1', 'new25', 'new50', '']);
+  });
+
+  it('an unlink the master refuses leaves the name in place, and fsync of its directory reports it once', async () => {
+    const m3 = await c.mount(['--attr-cache-ms', '60000']); // the file's attributes stay trusted here
+    await ok(`mkdir ${m3}/refused && echo x > ${m3}/refused/f && ls -l ${m3}/refused > /dev/null`);
+    const peer = await c.masterPeer();
+    try {
+      // Another client replaces the file with a directory, unseen by m3.
+      await peer.call('unlink', { path: '/refused/f' });
+      await peer.call('mkdir', { path: '/refused/f', mode: 0o755, uid: 0, gid: 0 });
+    } finally {
+      peer.close();
+    }
+    await ok(`rm ${m3}/refused/f`); // answered ahead: m3 knew a file there
+    const fsyncDir = `python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)' ${m3}/refused`;
+    expect((await sh(fsyncDir)).stderr).toMatch(/IsADirectoryError/);
+    await ok(fsyncDir); // reported once
+    expect(await stat('%F', `${m3}/refused/f`)).toBe('directory');
+    expect(await stat('%F', `${m2}/refused/f`)).toBe('directory');
+  });
+});
+
 describe('hard links', () => {
   it('ln makes a second name of one inode: stat shows the link count, unlinking one name keeps the other', async () => {
     await ok(`echo one > ${m1}/ha && ln ${m1}/ha ${m1}/hb`);

@@ -8,6 +8,7 @@ import { maxRecordBytes, type GfsConfig } from '../config.js';
 import { logger, type Logger } from '../log.js';
 import { AttrCache, joinPath, parentPath } from './attr-cache.js';
 import { ChunkIo } from './chunk-io.js';
+import { DeferredUnlinks } from './deferred-unlinks.js';
 import { DirListings } from './dir-listings.js';
 import { MasterLink } from './master-link.js';
 import { OpenFile } from './open-file.js';
@@ -19,6 +20,7 @@ export class GfsClient {
   private readonly open = new Map<number, Set<OpenFile>>();
   private readonly attrs: AttrCache;
   private readonly listings: DirListings;
+  private readonly unlinks: DeferredUnlinks;
   maxRecordBytes: number;
   readonly cfg: GfsConfig;
 
@@ -34,6 +36,11 @@ export class GfsClient {
     this.maxRecordBytes = maxRecordBytes(cfg);
     this.attrs = new AttrCache(cfg.attrCacheMs);
     this.listings = new DirListings(cfg.attrCacheMs);
+    this.unlinks = new DeferredUnlinks(
+      cfg.deferredUnlinks,
+      async (paths) => (await this.master.call('unlinks', { items: paths.map((path) => ({ path, rid: this.master.requestId() })) })).errors,
+      log,
+    );
   }
 
   /**
@@ -53,9 +60,23 @@ export class GfsClient {
     this.pool.closeAll();
   }
 
+  /** Wait until the master has every change this client answered for ahead of it (unmount). */
+  settled(): Promise<void> {
+    return this.unlinks.settled();
+  }
+
   /** timeoutMs: Infinity for a request that may wait as long as it takes (a lock wait). */
   call<K extends keyof MasterClientApi & string>(type: K, body: MasterClientApi[K][0], timeoutMs?: number): Promise<MasterClientApi[K][1]> {
-    return this.master.call(type, body, undefined, timeoutMs);
+    return this.ask(type, body, timeoutMs);
+  }
+
+  /**
+   * A request to the master, sent once the deferred unlinks before it are done: the master must
+   * see this client's changes in the order it made them (deferred-unlinks.ts).
+   */
+  private ask<K extends keyof MasterClientApi & string>(type: K, body: MasterClientApi[K][0], timeoutMs?: number): Promise<MasterClientApi[K][1]> {
+    if (this.unlinks.size === 0) return this.master.call(type, body, undefined, timeoutMs);
+    return this.unlinks.settled().then(() => this.master.call(type, body, undefined, timeoutMs));
   }
 
   // ------------------------------------------------------------------ namespace
@@ -66,7 +87,7 @@ export class GfsClient {
     // Not in a directory whose every name is known (the look-up before each create): no such name.
     if (!attr && !fresh && this.listings.absent(path)) throw new GfsError('ENOENT', `no such file or directory: ${path}`);
     if (!attr) {
-      attr = await this.master.call('lookup', { path }).catch((e: unknown) => {
+      attr = await this.ask('lookup', { path }).catch((e: unknown) => {
         // Gone (removed by another client): the next look-up must not find it in the cache either.
         if (e instanceof GfsError && e.code === 'ENOENT') this.attrs.drop(path);
         throw e;
@@ -79,26 +100,26 @@ export class GfsClient {
   async getattr(ino: number): Promise<Attr> {
     let attr = this.attrs.getIno(ino);
     if (!attr) {
-      attr = await this.master.call('getattr', { ino });
+      attr = await this.ask('getattr', { ino });
       this.attrs.update(attr);
     }
     return this.withPending(attr);
   }
 
   async readdir(path: string): Promise<DirEntry[]> {
-    const { entries } = await this.master.call('readdir', { path });
+    const { entries } = await this.ask('readdir', { path });
     this.listings.set(path, entries.map((e) => e.name));
     for (const e of entries) this.attrs.set(joinPath(path, e.name), e.attr);
     return entries.map((e) => ({ name: e.name, attr: this.withPending(e.attr) }));
   }
 
   mkdir(path: string, mode: number, uid: number, gid: number): Promise<Attr> {
-    return this.created(path, this.master.call('mkdir', { path, mode, uid, gid }));
+    return this.created(path, this.ask('mkdir', { path, mode, uid, gid }));
   }
 
   /** forWriting: the caller is about to write, so a new file's first chunk is leased with the create. */
   create(path: string, mode: number, uid: number, gid: number, exclusive: boolean, forWriting = false): Promise<Attr> {
-    const made = this.master.call('create', { path, mode, uid, gid, exclusive, ...(forWriting ? { target: true } : {}) });
+    const made = this.ask('create', { path, mode, uid, gid, exclusive, ...(forWriting ? { target: true } : {}) });
     return this.created(
       path,
       made.then(({ target, ...attr }) => {
@@ -109,36 +130,58 @@ export class GfsClient {
   }
 
   async unlink(path: string): Promise<void> {
-    const ino = this.attrs.get(path)?.ino;
-    await this.changed(this.master.call('unlink', { path }), [path]);
+    const known = this.attrs.get(path);
+    if (known && known.type !== 'dir' && this.cfg.deferredUnlinks > 0) {
+      // There (as far as this client knows): answered now, sent to the master in the background.
+      this.forgetUnlinked(path, known.ino);
+      const dir = parentPath(path);
+      return this.unlinks.add(dir, path, () => {
+        this.listings.forget(dir); // the name may still be there: ask the master next time
+        this.attrs.drop(path);
+      });
+    }
+    await this.changed(this.ask('unlink', { path }), [path]);
+    this.forgetUnlinked(path, known?.ino);
+  }
+
+  private forgetUnlinked(path: string, ino: number | undefined): void {
+    this.attrs.drop(path);
     this.listings.removed(path);
     if (ino !== undefined) this.attrs.dropIno(ino); // other names of it: one link fewer
   }
 
+  /**
+   * fsync of a directory: the unlinks in it that were answered ahead of the master are durable
+   * (or their failure is reported).
+   */
+  syncDir(path: string): Promise<void> {
+    return this.unlinks.sync(path);
+  }
+
   async rmdir(path: string): Promise<void> {
-    await this.changed(this.master.call('rmdir', { path }), [parentPath(path)], [path]);
+    await this.changed(this.ask('rmdir', { path }), [parentPath(path)], [path]);
     this.listings.removed(path);
   }
 
   async rename(from: string, to: string): Promise<void> {
-    await this.changed(this.master.call('rename', { from, to }), [parentPath(from), parentPath(to)], [from, to]);
+    await this.changed(this.ask('rename', { from, to }), [parentPath(from), parentPath(to)], [from, to]);
     this.listings.removed(from);
     this.listings.removed(to); // what was there, and beneath it, is gone
     this.listings.added(to);
   }
 
   async link(from: string, to: string): Promise<Attr> {
-    const attr = await this.created(to, this.master.call('link', { from, to }));
+    const attr = await this.created(to, this.ask('link', { from, to }));
     this.attrs.update(attr);
     return attr;
   }
 
   symlink(target: string, path: string, uid: number, gid: number): Promise<Attr> {
-    return this.created(path, this.master.call('symlink', { path, target, uid, gid }));
+    return this.created(path, this.ask('symlink', { path, target, uid, gid }));
   }
 
   async readlink(path: string): Promise<string> {
-    return (await this.master.call('readlink', { path })).target;
+    return (await this.ask('readlink', { path })).target;
   }
 
   /** Forget what is cached of path's inode (under every name): its attributes changed. */
@@ -149,21 +192,21 @@ export class GfsClient {
   }
 
   async setattr(path: string, set: SetAttr): Promise<Attr> {
-    const attr = await this.changed(this.master.call('setattr', { path, set }), [path]);
+    const attr = await this.changed(this.ask('setattr', { path, set }), [path]);
     this.attrs.set(path, attr);
     this.attrs.update(attr);
     return attr;
   }
 
   statfs(): Promise<FsStats> {
-    return this.master.call('statfs', {});
+    return this.ask('statfs', {});
   }
 
   /** Set the file's size: pending writes go first, then the master, then the replicas are cut. */
   async truncate(ino: number, size: number): Promise<Attr> {
     await this.flushInode(ino, true);
     this.invalidateReads(ino);
-    const { attr, cut, cutLength } = await this.master.call('truncate', { ino, size });
+    const { attr, cut, cutLength } = await this.ask('truncate', { ino, size });
     this.attrs.update(attr);
     if (cut) await this.io.cut(cut, ino, cutLength);
     this.io.forget(ino);
@@ -174,7 +217,7 @@ export class GfsClient {
   }
 
   async extend(ino: number, size: number): Promise<void> {
-    this.noteAttr(await this.master.call('extend', { ino, size }));
+    this.noteAttr(await this.ask('extend', { ino, size }));
   }
 
   /** Attributes the master sent back after a change made for this client (a size update). */

@@ -60,8 +60,13 @@ export class MasterLink {
   /** timeoutMs: how long one attempt may wait for its reply (a lock wait has none: pass Infinity). */
   call<K extends keyof MasterClientApi & string>(type: K, body: MasterClientApi[K][0], retry: (e: GfsError) => boolean = isUnreachable, timeoutMs?: number): Promise<MasterClientApi[K][1]> {
     // A namespace change may be applied and its reply lost: every try carries the same request id.
-    if (retried.has(type)) body = { ...(body as object), rid: `${this.clientId}-${++this.seq}` } as unknown as MasterClientApi[K][0];
+    if (retried.has(type)) body = { ...(body as object), rid: this.requestId() } as unknown as MasterClientApi[K][0];
     return withRetry(this.cfg.clientRetryMs, retry, async () => (await this.get()).call(type, body, timeoutMs));
+  }
+
+  /** A request id (RequestId) unique to this client, for a change that must be applied once. */
+  requestId(): string {
+    return `${this.clientId}-${++this.seq}`;
   }
 
   close(): void {

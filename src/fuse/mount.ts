@@ -78,6 +78,7 @@ export async function mountGfs(opts: MountOptions): Promise<RunningMount> {
   return {
     async unmount() {
       await fuse.unmount();
+      await client.settled(); // unlinks answered ahead of the master reach it before we go
       client.close();
       log.info(`unmounted ${opts.mountpoint}`);
     },

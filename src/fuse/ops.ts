@@ -133,7 +133,9 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
       replyCount(afterChange(path, f.write(pos, buf.subarray(0, len))), cb);
     },
     flush: (_path, fd, cb) => withFile(fd, cb, (f) => f.flush()),
-    fsync: (_path, _datasync, fd, cb) => withFile(fd, cb, (f) => f.fsync()),
+    // Also waits for the unlinks answered ahead of the master (client/deferred-unlinks.ts).
+    fsync: (_path, _datasync, fd, cb) => withFile(fd, cb, (f) => Promise.all([f.fsync(), client.settled()])),
+    fsyncdir: (path, _datasync, cb) => reply(client.syncDir(path), cb),
     release: (_path, fd, cb) => {
       const f = files.get(fd);
       files.delete(fd);

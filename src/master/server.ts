@@ -2,7 +2,7 @@
 // chunkservers all dial. Mutations are applied in memory, logged, and answered after the fsync.
 
 import { mkdir } from 'node:fs/promises';
-import { GfsError } from '../protocol/errors.js';
+import { GfsError, asGfsError } from '../protocol/errors.js';
 import type { Attr, ChunkLocation, MasterApi, SetAttr, WriteTarget } from '../protocol/messages.js';
 import { withoutSetId } from '../protocol/modes.js';
 import { RpcServer, type Handlers } from '../protocol/rpc.js';
@@ -144,6 +144,23 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       return t ? { ...attrOf(node), target: t } : attrOf(node);
     },
     unlink: async ({ path }) => (await mutate({ t: 'unlink', path, time: nowTimespec() }), {}),
+    unlinks: async ({ items }, peer) => {
+      if (!Array.isArray(items)) throw new GfsError('EINVAL', 'unlinks: items must be a list');
+      // Each through the served unlink, so each is applied once per rid, in order (replies.ts).
+      const done = await Promise.allSettled(
+        items.map((item) => {
+          if (typeof item?.path !== 'string') return Promise.reject(new GfsError('EINVAL', 'unlinks: an item without a path'));
+          const one = { path: item.path, rid: item.rid }; // (rid: RequestId, read by replies.ts)
+          return Promise.resolve(served.unlink!(one, peer));
+        }),
+      );
+      const errors = done.flatMap((r, i) => {
+        if (r.status === 'fulfilled') return [];
+        const err = asGfsError(r.reason);
+        return [{ path: String(items[i]?.path), code: err.code, message: err.message }];
+      });
+      return { errors };
+    },
     rmdir: async ({ path }) => (await mutate({ t: 'rmdir', path, time: nowTimespec() }), {}),
     rename: async ({ from, to }) => (await mutate({ t: 'rename', from, to, time: nowTimespec() }), {}),
     link: async ({ from, to }) => attrOf(await mutate({ t: 'link', from, to, time: nowTimespec() })),
@@ -260,9 +277,10 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     },
   };
 
+  const served = replies.wrap(handlers, ns);
   const server = await RpcServer.listen<MasterApi>(
     { host: opts.host, port: opts.port, maxFrameBytes: cfg.maxFrameBytes, timeoutMs: cfg.rpcTimeoutMs, log },
-    replies.wrap(handlers, ns),
+    served,
   );
   const timer = setInterval(() => {
     const now = Date.now();

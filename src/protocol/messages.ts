@@ -2,6 +2,8 @@
 // Each API below maps a request type to [request body, reply body]. The envelope and transport
 // are in rpc.ts; data travels as msgpack bin (Buffer), never as text.
 
+import type { ErrorCode } from './errors.js';
+
 /** [seconds, nanoseconds]: POSIX times keep nanoseconds, a JS number of ns would not. */
 export type Timespec = [sec: number, nsec: number];
 
@@ -173,6 +175,11 @@ export interface MasterClientApi {
    */
   create: [{ path: string; mode: number; uid: number; gid: number; exclusive: boolean; target?: boolean }, Attr & { target?: WriteTarget }];
   unlink: [{ path: string }, Record<string, never>];
+  /**
+   * Unlinks a client has answered already (client/deferred-unlinks.ts), applied in order, each
+   * once per rid as a retried unlink is; errors: the ones that failed.
+   */
+  unlinks: [{ items: Array<{ path: string } & RequestId> }, { errors: Array<{ path: string; code: ErrorCode; message: string }> }];
   rmdir: [{ path: string }, Record<string, never>];
   rename: [{ from: string; to: string }, Record<string, never>];
   link: [{ from: string; to: string }, Attr];

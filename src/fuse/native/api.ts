@@ -83,6 +83,8 @@ export interface FuseOps {
   write?(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Done): void;
   flush?(path: string, fd: number, cb: Done): void;
   fsync?(path: string, datasync: boolean, fd: number, cb: Done): void;
+  /** fsync(2) of a directory: its entries' changes are durable (path is the directory). */
+  fsyncdir?(path: string, datasync: boolean, cb: Done): void;
   release?(path: string, fd: number, cb: Done): void;
   truncate?(path: string, size: number, cb: Done): void;
   ftruncate?(path: string, fd: number, size: number, cb: Done): void;

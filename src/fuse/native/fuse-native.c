@@ -68,14 +68,14 @@ enum {
   OP_READ, OP_WRITE, OP_FLUSH, OP_FSYNC, OP_RELEASE, OP_TRUNCATE, OP_FTRUNCATE, OP_UTIMENS,
   OP_CHMOD, OP_CHOWN, OP_UNLINK, OP_RENAME, OP_LINK, OP_SYMLINK, OP_READLINK, OP_MKDIR,
   OP_RMDIR, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_LOCK, OP_FLOCK,
-  OP_COUNT
+  OP_FSYNCDIR, OP_COUNT
 };
 
 static const char *const OP_NAMES[OP_COUNT] = {
   "init", "getattr", "fgetattr", "access", "statfs", "readdir", "open", "create",
   "read", "write", "flush", "fsync", "release", "truncate", "ftruncate", "utimens",
   "chmod", "chown", "unlink", "rename", "link", "symlink", "readlink", "mkdir",
-  "rmdir", "setxattr", "getxattr", "listxattr", "removexattr", "lock", "flock"
+  "rmdir", "setxattr", "getxattr", "listxattr", "removexattr", "lock", "flock", "fsyncdir"
 };
 
 /* Layout of the Float64Array that carries a struct stat from JS. */
@@ -575,7 +575,7 @@ static int hides_rename_target (const char *src, const char *dest) {
 static void names_forget (mount_t *m, const request_t *r) {
   switch (r->op) {
     case OP_INIT: case OP_GETATTR: case OP_FGETATTR: case OP_ACCESS: case OP_STATFS: case OP_READDIR:
-    case OP_READ: case OP_READLINK: case OP_GETXATTR: case OP_LISTXATTR:
+    case OP_READ: case OP_READLINK: case OP_GETXATTR: case OP_LISTXATTR: case OP_FSYNCDIR:
       return;
     case OP_RENAME:
       names_drop(m->names, r->path, 1, 1);
@@ -725,6 +725,12 @@ static int fn_flush (const char *path, struct fuse_file_info *fi) {
 
 static int fn_fsync (const char *path, int datasync, struct fuse_file_info *fi) {
   REQ(OP_FSYNC); r.path = path; r.flags = datasync; r.fi = fi;
+  return call_js(&r);
+}
+
+/* Without it the kernel takes fsync(2) of a directory as done (ENOSYS: it stops asking). */
+static int fn_fsyncdir (const char *path, int datasync, struct fuse_file_info *fi) {
+  REQ(OP_FSYNCDIR); r.path = path; r.flags = datasync; r.fi = fi;
   return call_js(&r);
 }
 
@@ -1018,6 +1024,7 @@ static int build_args (mount_t *m, request_t *r, slot_t *s, napi_value *argv) {
       break;
     }
     case OP_FSYNC:
+    case OP_FSYNCDIR:
       argv[n++] = make_str(env, r->path);
       argv[n++] = make_bool(env, r->flags);
       argv[n++] = make_num(env, (double) fh);
@@ -1569,6 +1576,7 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
   if (m->implemented[OP_WRITE]) ops.write = fn_write;
   if (m->implemented[OP_FLUSH]) ops.flush = fn_flush;
   if (m->implemented[OP_FSYNC]) ops.fsync = fn_fsync;
+  if (m->implemented[OP_FSYNCDIR]) ops.fsyncdir = fn_fsyncdir;
   if (m->implemented[OP_RELEASE] || m->implemented[OP_FLOCK]) ops.release = fn_release;
   if (m->implemented[OP_TRUNCATE]) ops.truncate = fn_truncate;
   if (m->implemented[OP_FTRUNCATE]) ops.ftruncate = fn_ftruncate;

@@ -497,6 +497,8 @@ export class FuseMount implements FuseMountHandle {
         return ops.flush!(s(0), n(1), simple);
       case "fsync":
         return ops.fsync!(s(0), a[1] as boolean, n(2), simple);
+      case "fsyncdir":
+        return ops.fsyncdir!(s(0), a[1] as boolean, simple);
       case "release":
         return ops.release!(s(0), n(1), simple);
       case "truncate":
