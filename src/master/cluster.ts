@@ -46,7 +46,7 @@ export class Cluster {
   constructor(
     private readonly deadAfterMs: number,
     /** A server needs this much free space to take a new replica (a replica may grow to a chunk). */
-    private readonly minFreeBytes = 0,
+    readonly minFreeBytes = 0,
   ) {}
 
   alive(): Chunkserver[] {

@@ -148,7 +148,13 @@ export class Leases {
       replicas = [...replicas.slice(k), ...replicas.slice(0, k)];
     }
     if (replicas.length === 0) {
-      throw new GfsError(fresh ? 'EUNAVAIL' : 'EIO', fresh ? 'no live chunkserver has room for a new chunk' : `no live replica of chunk ${handle}`);
+      if (!fresh) throw new GfsError('EIO', `no live replica of chunk ${handle}`);
+      // Servers that are up but full will not make room by themselves soon: ENOSPC now (EUNAVAIL
+      // would have the client wait its whole retry time, minutes for a file of a few chunks, and
+      // then fail with EIO). With no server up at all, waiting for one to come back is right.
+      const up = this.cluster.alive().length;
+      if (up > 0) throw new GfsError('ENOSPC', `no chunkserver has room for a new chunk (${up} up, none with more than ${this.cluster.minFreeBytes} bytes free)`);
+      throw new GfsError('EUNAVAIL', 'no chunkserver is up to take a new chunk');
     }
     const next = version + 1;
     const op: NsOp = { t: 'version', handle, version: next };

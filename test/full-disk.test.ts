@@ -1,0 +1,78 @@
+// Chunkservers whose disks fill up: the writer hears ENOSPC (not EIO), at fsync and close at the
+// latest, and at once (not after minutes of retries); nothing already written is lost, every
+// daemon keeps serving, small appends to existing chunks still work.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ok, sh, TestCluster } from './helpers/cluster.js';
+import { until } from './helpers/programs.js';
+
+let c: TestCluster | undefined;
+let mnt: string;
+const disks: string[] = [];
+
+beforeAll(async () => {
+  c = await TestCluster.start({ chunkservers: 0 });
+  // Each chunkserver's data directory is a 24 MiB file system of its own (the paths addChunkserver uses).
+  for (let i = 1; i <= 3; i++) {
+    const dir = join(c.dir, `cs${i}`);
+    await mkdir(dir, { recursive: true });
+    await ok(`mount -t tmpfs -o size=24m tmpfs ${dir}`);
+    disks.push(dir);
+    await c.addChunkserver();
+  }
+  mnt = await c.mount();
+});
+
+afterAll(async () => {
+  await c?.stop(); // stops every daemon; cannot remove the mounted data directories
+  for (const d of disks) await sh(`umount ${d}`);
+  if (c) await sh(`rm -rf ${c.dir}`);
+});
+
+describe('full disks', () => {
+  it('a write that does not fit fails with ENOSPC; what was written stays, and the daemons keep serving', async () => {
+    await ok(`printf 'before\\n' > ${mnt}/small && head -c 3000000 /dev/urandom > ${c!.dir}/r3 && cp ${c!.dir}/r3 ${mnt}/fits`);
+    // 40 MiB, a copy on each disk: more than any has.
+    const big = await sh(`LC_ALL=C dd if=/dev/urandom of=${mnt}/big bs=1M count=40 conv=fsync`);
+    expect(big.code).not.toBe(0);
+    expect(big.stderr).toMatch(/No space left on device/);
+    expect(big.stderr).not.toMatch(/Input\/output error/);
+    // Once a disk is full, a write either fits (and reads back) or says ENOSPC; never EIO (a
+    // secondary's ENOSPC once came back so).
+    let full = 0;
+    await ok(`head -c 2097152 /dev/urandom > ${c!.dir}/r2`);
+    for (let i = 0; i < 6; i++) {
+      const more = await sh(`LC_ALL=C dd if=${c!.dir}/r2 of=${mnt}/more${i} bs=1M conv=fsync`);
+      expect(more.stderr).not.toMatch(/Input\/output error/);
+      if (more.code === 0) {
+        await ok(`cmp ${mnt}/more${i} ${c!.dir}/r2`);
+      } else {
+        expect(more.stderr).toMatch(/No space left on device/);
+        full++;
+      }
+    }
+    expect(full).toBeGreaterThan(0);
+    // Once the master knows no disk has room for a chunk (heartbeats), a new chunk is refused at
+    // once with ENOSPC. (It was EUNAVAIL, which a client waits out for --client-retry-ms, 90 s by
+    // default, for every chunk, then EIO: a dd that seemed to hang for minutes.)
+    const peer = await c!.masterPeer();
+    try {
+      await until(async () => (await peer.call('status', {})).chunkservers.every((s) => s.freeBytes <= 4 * 1024 * 1024), 'the master to see the disks full');
+      const ino = (await peer.call('create', { path: '/late', mode: 0o644, uid: 0, gid: 0, exclusive: true })).ino;
+      await expect(peer.call('writeTarget', { ino, index: 0 })).rejects.toMatchObject({ code: 'ENOSPC' });
+    } finally {
+      peer.close();
+    }
+    const late = await sh(`LC_ALL=C dd if=${c!.dir}/r2 of=${mnt}/late bs=1M conv=fsync`, { timeoutMs: 30_000 });
+    expect(late.code).not.toBe(0);
+    expect(late.stderr).toMatch(/No space left on device/);
+    // Nothing written before is lost; a small append into an existing chunk still has room.
+    await ok(`cmp ${mnt}/fits ${c!.dir}/r3`);
+    await ok(`echo after >> ${mnt}/small`);
+    expect(await ok(`cat ${mnt}/small`)).toBe('before\nafter\n');
+    for (const d of c!.daemons) expect(d.proc.exitCode, d.name).toBeNull();
+    expect(await ok(`ls ${mnt}`)).toMatch(/fits/);
+  });
+});
