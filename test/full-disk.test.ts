@@ -72,6 +72,17 @@ describe('full disks', () => {
     await ok(`cmp ${mnt}/fits ${c!.dir}/r3`);
     await ok(`echo after >> ${mnt}/small`);
     expect(await ok(`cat ${mnt}/small`)).toBe('before\nafter\n');
+    // Removing files makes room though the trash would keep them for days: while the chunkservers
+    // are out of room, the oldest deleted files are purged early.
+    await ok(`rm -f ${mnt}/big ${mnt}/late ${mnt}/more*`);
+    await until(async () => (await sh(`dd if=${c!.dir}/r2 of=${mnt}/room bs=1M conv=fsync`)).code === 0, 'room for a new file after rm', 60_000);
+    await ok(`cmp ${mnt}/room ${c!.dir}/r2 && cmp ${mnt}/fits ${c!.dir}/r3`);
+    const after = await c!.masterPeer();
+    try {
+      expect((await after.call('trash', {})).entries.map((e) => e.path)).not.toContain('/big');
+    } finally {
+      after.close();
+    }
     for (const d of c!.daemons) expect(d.proc.exitCode, d.name).toBeNull();
     expect(await ok(`ls ${mnt}`)).toMatch(/fits/);
   });

@@ -148,6 +148,12 @@ export class Cluster {
     return this.alive().filter((s) => !exclude.has(s.id) && !this.isDraining(s) && s.freeBytes > this.minFreeBytes);
   }
 
+  /** Fewer of the servers up and in service have room for a new replica than a new chunk needs. */
+  shortOfRoom(replication: number): boolean {
+    const inService = this.alive().filter((s) => !this.isDraining(s)).length;
+    return inService > 0 && this.eligible().length < Math.min(replication, inService);
+  }
+
   /**
    * Where new replicas should go (the seeds' placement by free space, chunk count and nearness):
    * servers with the fewest chunks (counting copies on their way) first, then the least full disk,

@@ -76,7 +76,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     return node;
   }
   const attrOf = (node: Inode | undefined): Attr => ns.attr(node!);
-  const trash = new Trash(ns, mutate, cfg.trashGraceMs, log);
+  const trash = new Trash(ns, mutate, cfg.trashGraceMs, cfg.chunkSize, log);
   /** path's directory if it is set-group-ID: new entries then take its group (and new directories the bit), as on ext4. */
   const setgidDir = (path: string): Inode | undefined => {
     const { dir } = ns.parentOf(path);
@@ -287,7 +287,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     for (const s of cluster.expire(now)) log.warn(`chunkserver ${s.address} missed its heartbeats: dead`);
     repair.tick(now);
     leases.sweep();
-    trash.tick(now);
+    trash.tick(now, cluster.shortOfRoom(cfg.replication));
   }, Math.max(100, Math.min(cfg.heartbeatMs, 1000)));
   log.info(`listening on ws://${server.address}`);
 

@@ -2,6 +2,8 @@
 // `gfs trash` and restorable with `gfs undelete`; then a purge op drops it, and the chunkservers
 // delete its replicas when their next heartbeat reports handles the master no longer knows.
 // Deletion, undelete and purge are all op-log records, so the trash survives master restarts.
+// While the chunkservers are out of room for new chunks the oldest files go early: a user who
+// removes files to make room would otherwise still get ENOSPC for the whole grace period.
 
 import { GfsError } from '../protocol/errors.js';
 import type { Attr, MasterApi, TrashEntry } from '../protocol/messages.js';
@@ -15,16 +17,30 @@ export class Trash {
     private readonly ns: Namespace,
     private readonly mutate: (op: NsOp) => Promise<Inode | undefined>,
     private readonly graceMs: number,
+    /**
+     * Bytes of files purged early per tick while short of room: the space shows only once the
+     * chunkservers have deleted the replicas and reported (heartbeats), so a little at a time.
+     */
+    private readonly earlyBytesPerTick: number,
     private readonly log: Logger,
   ) {}
 
-  /** Purge every file whose grace period is over. */
-  tick(now: number): void {
-    for (const [ino, t] of this.ns.trash) {
-      if (t.deletedAt + this.graceMs > now) continue;
+  /**
+   * Purge every file whose grace period is over; shortOfRoom (chunkservers lack room for new
+   * chunks): also the oldest others, up to earlyBytesPerTick (at least one file).
+   */
+  tick(now: number, shortOfRoom = false): void {
+    let early = 0;
+    for (const [ino, t] of this.ns.trash) { // in the order they were deleted
+      const due = t.deletedAt + this.graceMs <= now;
+      if (!due) {
+        if (!shortOfRoom || early >= this.earlyBytesPerTick) continue;
+        early += Math.max(1, this.ns.get(ino).size);
+      }
+      const why = due ? '' : ' early: the chunkservers are out of room';
       // apply() runs before the first await: the next tick no longer sees this one.
       this.mutate({ t: 'purge', ino }).then(
-        () => this.log.info(`purged ${t.path} (inode ${ino}) from the trash`),
+        () => this.log.info(`purged ${t.path} (inode ${ino}) from the trash${why}`),
         (e) => this.log.warn(`purge of inode ${ino}: ${(e as Error).message}`),
       );
     }
