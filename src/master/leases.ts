@@ -153,7 +153,7 @@ export class Leases {
       // would have the client wait its whole retry time, minutes for a file of a few chunks, and
       // then fail with EIO). With no server up at all, waiting for one to come back is right.
       const up = this.cluster.alive().length;
-      if (up > 0) throw new GfsError('ENOSPC', `no chunkserver has room for a new chunk (${up} up, none with more than ${this.cluster.minFreeBytes} bytes free)`);
+      if (up > 0) throw new GfsError('ENOSPC', `no chunkserver has room for a new chunk (${up} up; none in service with more than ${this.cluster.minFreeBytes} bytes free)`);
       throw new GfsError('EUNAVAIL', 'no chunkserver is up to take a new chunk');
     }
     const next = version + 1;
