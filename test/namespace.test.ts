@@ -71,6 +71,18 @@ describe('namespace', () => {
     expect(ns.image().inodes.map((n) => n.ino)).toEqual([1]);
   });
 
+  it('forgets a chunk no chunkserver could make: a hole inside the file, cut at its end; never another chunk', () => {
+    const ns = sample(); // ino 3: chunks [41, 0, 40]
+    ns.apply({ t: 'dropChunk', ino: 3, index: 0, handle: 41 });
+    expect(ns.get(3).chunks).toEqual([0, 0, 40]);
+    expect(ns.versions.has(41)).toBe(false);
+    ns.apply({ t: 'dropChunk', ino: 3, index: 2, handle: 99 }); // another chunk is there (a replay after a new one)
+    expect(ns.get(3).chunks).toEqual([0, 0, 40]);
+    ns.apply({ t: 'dropChunk', ino: 3, index: 2, handle: 40 });
+    expect(ns.get(3).chunks).toEqual([0, 0]);
+    expect(ns.versions.has(40)).toBe(false);
+  });
+
   it('grows past many rows with every value in place', () => {
     const ns = new Namespace(t(1));
     const n = 150_000;

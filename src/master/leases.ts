@@ -9,7 +9,7 @@
 // second one) with the replicas that are left. A replica that did not take a grant is distrusted
 // at that version even if it applies it later.
 
-import { GfsError } from '../protocol/errors.js';
+import { GfsError, asGfsError } from '../protocol/errors.js';
 import type { ChunkHandle, WriteTarget } from '../protocol/messages.js';
 import type { Cluster, Chunkserver } from './cluster.js';
 import type { Namespace } from './namespace.js';
@@ -190,7 +190,13 @@ export class Leases {
       }
     });
     await logged;
-    if (!holders.includes(primary)) throw new GfsError('EUNAVAIL', `chunk ${handle}: primary ${primary.address} did not take the lease`);
+    if (!holders.includes(primary)) {
+      // No replica has room for it (a new chunk on full disks): ENOSPC, which the writer is told at
+      // once. Otherwise retrying is right: the next grant goes to the replicas that took this one.
+      const reasons = results.flatMap((r) => (r.status === 'rejected' ? [asGfsError(r.reason)] : []));
+      if (holders.length === 0 && reasons.some((e) => e.code === 'ENOSPC')) throw new GfsError('ENOSPC', `chunk ${handle}: no chunkserver had room for it`);
+      throw new GfsError('EUNAVAIL', `chunk ${handle}: primary ${primary.address} did not take the lease`);
+    }
     // Measured from now, after the primary answered: the primary's own clock started earlier, so
     // its lease always ends before the master's view of it.
     const expiresAt = Date.now() + this.cfg.leaseMs;

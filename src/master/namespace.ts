@@ -175,6 +175,14 @@ export class Namespace {
         if (op.handle >= this.nextHandle) this.nextHandle = op.handle + 1;
         return node;
       }
+      case 'dropChunk': {
+        const node = this.file(op.ino);
+        if (node.chunks![op.index] !== op.handle) return node; // another chunk there by now
+        if (op.index === node.chunks!.length - 1) node.cutChunks(op.index);
+        else node.setChunk(op.index, 0);
+        this.versions.delete(op.handle); // replicas made late are garbage at the next heartbeats
+        return node;
+      }
       case 'undelete': return this.undelete(op.ino, op.path, op.time);
       case 'purge': {
         const node = this.get(op.ino);

@@ -17,6 +17,8 @@ export type NsOp =
   | { t: 'extend'; ino: number; size: number; time: Timespec }
   /** A new chunk at index of file ino, version 0 (not placed yet). */
   | { t: 'addChunk'; ino: number; index: number; handle: ChunkHandle }
+  /** A new chunk that no chunkserver could make is forgotten: the index is a hole again. */
+  | { t: 'dropChunk'; ino: number; index: number; handle: ChunkHandle }
   /** A chunk's version moved on (a lease was granted): replicas below it are stale. */
   | { t: 'version'; handle: ChunkHandle; version: number }
   /** A file in the trash gets a name again (the path's directory must exist, the name must not). */

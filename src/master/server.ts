@@ -102,6 +102,22 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     return op.handle;
   }
 
+  /** A lease on the file's chunk at index (made if the file has none there). */
+  async function chunkTarget(node: Inode, index: number): Promise<WriteTarget> {
+    const handle = allocate(node, index);
+    const fresh = ns.versions.get(handle) === 0;
+    try {
+      return await leases.target(handle, index);
+    } catch (e) {
+      // A new chunk that no chunkserver managed to make (full disks) has a version but no replica:
+      // kept, it would read as lost and every later write to it would fail. Forgotten, the next
+      // write makes a new one.
+      const unmade = fresh && node.chunks![index] === handle && (ns.versions.get(handle) ?? 0) > 0 && cluster.replicasOf(handle).length === 0;
+      if (unmade) await mutate({ t: 'dropChunk', ino: node.ino, index, handle });
+      throw e;
+    }
+  }
+
   function serverOf(peer: ChunkserverPeer): Chunkserver {
     const s = peer.tag ? cluster.servers.get(peer.tag) : undefined;
     if (!s || s.peer !== peer) throw new GfsError('EPROTO', 'register first');
@@ -135,7 +151,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       // The first chunk's records join the create's log write, and its replicas are made while
       // that write is on its way.
       const { node, logged } = applyAndLog(op);
-      const first = leases.target(allocate(node!, 0), 0).catch((e: Error) => {
+      const first = chunkTarget(node!, 0).catch((e: Error) => {
         log.warn(`create ${path}: no first chunk yet: ${e.message}`);
         return undefined;
       });
@@ -217,7 +233,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     writeTarget: async ({ ino, index }) => {
       const node = fileNode(ino);
       if (num(index, 'index') * cfg.chunkSize > Number.MAX_SAFE_INTEGER) throw new GfsError('EFBIG', 'offset too large');
-      return leases.target(allocate(node, index), index);
+      return chunkTarget(node, index);
     },
     appendTarget: async ({ ino, full }) => {
       const node = fileNode(ino);
@@ -226,7 +242,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       // The client saw the last chunk full (padded): move on to a new one, once, however many
       // clients report it at the same time.
       if (full !== undefined && chunks[index] === full) index++;
-      return leases.target(allocate(node, index), index);
+      return chunkTarget(node, index);
     },
     reportBad: ({ handle, server }) => {
       const s = cluster.byAddress(server);
