@@ -2,6 +2,8 @@
 
 import { describe, expect, it } from 'vitest';
 import { Namespace } from '../src/master/namespace.js';
+import { Trash } from '../src/master/trash.js';
+import { logger } from '../src/log.js';
 import type { Timespec } from '../src/protocol/messages.js';
 
 const t = (s: number): Timespec => [s, 0];
@@ -44,5 +46,26 @@ describe('trash', () => {
     expect(() => ns.get(10)).toThrow();
     expect(ns.trash.size).toBe(0);
     expect(() => ns.apply({ t: 'purge', ino: 11 })).toThrow(/not in the trash/);
+  });
+
+  it('purges early only while short of room, oldest first, and only files that free room where it lacks', async () => {
+    const ns = new Namespace();
+    for (let i = 0; i < 4; i++) {
+      withFile(ns, `/f${i}`, 10 + i, 100 + i);
+      ns.apply({ t: 'extend', ino: 10 + i, size: 1000, time: t(1) });
+      ns.apply({ t: 'unlink', path: `/f${i}`, time: t(2 + i) });
+    }
+    const trash = new Trash(ns, async (op) => ns.apply(op), 60_000, 1000, logger('test'));
+    const left = () => [...ns.trash.keys()];
+    trash.tick(10_000); // room everywhere: nothing before its grace period is over
+    expect(left()).toEqual([10, 11, 12, 13]);
+    const onFullServer = new Set([11, 12, 13]); // ino 10's replicas are all on servers with room
+    trash.tick(10_000, (ino) => onFullServer.has(ino));
+    expect(left()).toEqual([10, 12, 13]); // 1,000 bytes a tick: the oldest file that helps
+    trash.tick(10_000, (ino) => onFullServer.has(ino));
+    trash.tick(10_000, (ino) => onFullServer.has(ino));
+    expect(left()).toEqual([10]); // kept: purging it makes no room where it lacks
+    trash.tick(2_000 + 60_000 + 1); // its grace period is over
+    expect(left()).toEqual([]);
   });
 });

@@ -154,6 +154,17 @@ export class Cluster {
     return inService > 0 && this.eligible().length < Math.min(replication, inService);
   }
 
+  /** The ids of the servers up and in service that have no room for a new replica. */
+  outOfRoom(): Set<string> {
+    return new Set(this.alive().filter((s) => !this.isDraining(s) && s.freeBytes <= this.minFreeBytes).map((s) => s.id));
+  }
+
+  /** Whether one of the servers ids holds a replica of handle (up or not). */
+  holdsAny(handle: ChunkHandle, ids: Set<string>): boolean {
+    for (const id of this.locations.get(handle) ?? []) if (ids.has(id)) return true;
+    return false;
+  }
+
   /**
    * Where new replicas should go (the seeds' placement by free space, chunk count and nearness):
    * servers with the fewest chunks (counting copies on their way) first, then the least full disk,

@@ -303,7 +303,8 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     for (const s of cluster.expire(now)) log.warn(`chunkserver ${s.address} missed its heartbeats: dead`);
     repair.tick(now);
     leases.sweep();
-    trash.tick(now, cluster.shortOfRoom(cfg.replication));
+    const full = cluster.shortOfRoom(cfg.replication) ? cluster.outOfRoom() : undefined;
+    trash.tick(now, full && ((ino) => (ns.get(ino).chunks ?? []).some((h) => h !== 0 && cluster.holdsAny(h, full))));
   }, Math.max(100, Math.min(cfg.heartbeatMs, 1000)));
   log.info(`listening on ws://${server.address}`);
 

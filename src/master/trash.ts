@@ -2,8 +2,10 @@
 // `gfs trash` and restorable with `gfs undelete`; then a purge op drops it, and the chunkservers
 // delete its replicas when their next heartbeat reports handles the master no longer knows.
 // Deletion, undelete and purge are all op-log records, so the trash survives master restarts.
-// While the chunkservers are out of room for new chunks the oldest files go early: a user who
-// removes files to make room would otherwise still get ENOSPC for the whole grace period.
+// While the chunkservers are out of room for new chunks, the oldest files that hold replicas on
+// the full servers go early: a user who removes files to make room would otherwise still get
+// ENOSPC for the whole grace period. Files whose replicas are all elsewhere stay: purging them
+// would cost the undelete safety net and make no room where it is lacking.
 
 import { GfsError } from '../protocol/errors.js';
 import type { Attr, MasterApi, TrashEntry } from '../protocol/messages.js';
@@ -26,15 +28,16 @@ export class Trash {
   ) {}
 
   /**
-   * Purge every file whose grace period is over; shortOfRoom (chunkservers lack room for new
-   * chunks): also the oldest others, up to earlyBytesPerTick (at least one file).
+   * Purge every file whose grace period is over; while the chunkservers lack room for new chunks
+   * (frees given: whether a file has replicas on the servers out of room), also the oldest files
+   * that would free some there, up to earlyBytesPerTick (at least one file).
    */
-  tick(now: number, shortOfRoom = false): void {
+  tick(now: number, frees?: (ino: number) => boolean): void {
     let early = 0;
     for (const [ino, t] of this.ns.trash) { // in the order they were deleted
       const due = t.deletedAt + this.graceMs <= now;
       if (!due) {
-        if (!shortOfRoom || early >= this.earlyBytesPerTick) continue;
+        if (!frees || early >= this.earlyBytesPerTick || !frees(ino)) continue;
         early += Math.max(1, this.ns.get(ino).size);
       }
       const why = due ? '' : ' early: the chunkservers are out of room';
