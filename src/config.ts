@@ -52,6 +52,11 @@ export interface GfsConfig {
    * leaves those names in place (client/deferred-unlinks.ts).
    */
   deferredUnlinks: number;
+  /**
+   * Closed files whose writes a mount may still be pushing in the background, under the write
+   * delegations the master grants (client/write-behind.ts); 0 = every close waits for its writes.
+   */
+  writeBehindFiles: number;
   /** Op-log records after which the master writes a checkpoint and starts a new log. */
   checkpointEvery: number;
   /** How long a deleted file stays in the trash, restorable with `gfs undelete` (the paper's 3 days). */
@@ -85,6 +90,7 @@ export const defaults: GfsConfig = {
   scrubIdleMs: 60_000,
   attrCacheMs: 1_000,
   deferredUnlinks: 256,
+  writeBehindFiles: 64,
 };
 
 /** Largest record a record append takes: a quarter of a chunk, as in the paper (§3.3). */

@@ -23,10 +23,14 @@ export class AttrCache {
    */
   private readonly newest = new Map<number, Attr['ctime']>();
 
+  /** The latest time in any attributes the master sent (its clock, as this client has seen it). */
+  latestTime: Attr['ctime'] = [0, 0];
+
   constructor(private readonly ttlMs: number) {}
 
   /** Note attr's ctime; false if a newer one was seen already (attr is stale). */
   private fresh(attr: Attr): boolean {
+    if (older(this.latestTime, attr.ctime)) this.latestTime = attr.ctime;
     const seen = this.newest.get(attr.ino);
     if (seen && older(attr.ctime, seen)) return false;
     if (this.newest.size >= MAX_ENTRIES) this.newest.clear();

@@ -12,6 +12,10 @@ import { DeferredUnlinks } from './deferred-unlinks.js';
 import { DirListings } from './dir-listings.js';
 import { MasterLink } from './master-link.js';
 import { OpenFile } from './open-file.js';
+import { AppendQueue } from './append-queue.js';
+import { WriteBehind } from './write-behind.js';
+
+const later = (a: Attr['ctime'], b: Attr['ctime']): boolean => a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
 
 export class GfsClient {
   readonly io: ChunkIo;
@@ -21,6 +25,12 @@ export class GfsClient {
   private readonly attrs: AttrCache;
   private readonly listings: DirListings;
   private readonly unlinks: DeferredUnlinks;
+  private readonly behind: WriteBehind;
+  /** When files were last written here (for their times until the master has the writes). */
+  private readonly changedAt = new Map<number, Attr['ctime']>();
+  private readonly idleTimer: NodeJS.Timeout;
+  /** Record appends of this client, merged per file while one is on its way (append-queue.ts). */
+  readonly appends: AppendQueue;
   maxRecordBytes: number;
   readonly cfg: GfsConfig;
 
@@ -30,10 +40,14 @@ export class GfsClient {
     log: Logger = logger('client'),
   ) {
     this.cfg = { ...cfg };
-    this.master = new MasterLink(masterUrl, cfg, log);
+    this.behind = new WriteBehind(cfg.writeBehindFiles, (inos) => this.master.call('giveBack', { inos }), log);
+    this.master = new MasterLink(masterUrl, cfg, log, { recall: ({ ino }) => this.recall(ino).then(() => ({})) }, () => this.behind.dropAll());
+    this.idleTimer = setInterval(() => this.behind.tick(Date.now(), (ino) => this.open.has(ino)), 500);
+    this.idleTimer.unref();
     this.pool = new PeerPool({ maxFrameBytes: cfg.maxFrameBytes, timeoutMs: cfg.rpcTimeoutMs, log });
     this.io = new ChunkIo(this.master, this.pool, this.cfg, log);
     this.maxRecordBytes = maxRecordBytes(cfg);
+    this.appends = new AppendQueue((ino, data, touched) => this.io.append(ino, data, touched), () => this.maxRecordBytes, (attr) => this.noteAttr(attr));
     this.attrs = new AttrCache(cfg.attrCacheMs);
     this.listings = new DirListings(cfg.attrCacheMs);
     this.unlinks = new DeferredUnlinks(
@@ -56,13 +70,14 @@ export class GfsClient {
   }
 
   close(): void {
+    clearInterval(this.idleTimer);
     this.master.close();
     this.pool.closeAll();
   }
 
   /** Wait until the master has every change this client answered for ahead of it (unmount). */
-  settled(): Promise<void> {
-    return this.unlinks.settled();
+  async settled(): Promise<void> {
+    await Promise.all([this.unlinks.settled(), this.behind.settleAll()]);
   }
 
   /** timeoutMs: Infinity for a request that may wait as long as it takes (a lock wait). */
@@ -82,19 +97,30 @@ export class GfsClient {
   // ------------------------------------------------------------------ namespace
 
   /** Attributes of path; fresh=true always asks the master (open: close-to-open consistency). */
-  async lookup(path: string, fresh = false): Promise<Attr> {
+  async lookup(path: string, fresh = false, delegate = false): Promise<Attr> {
     let attr = fresh ? undefined : this.attrs.get(path);
     // Not in a directory whose every name is known (the look-up before each create): no such name.
     if (!attr && !fresh && this.listings.absent(path)) throw new GfsError('ENOENT', `no such file or directory: ${path}`);
     if (!attr) {
-      attr = await this.ask('lookup', { path }).catch((e: unknown) => {
+      const { delegated, ...got } = await this.ask('lookup', { path, ...(delegate ? { delegate } : {}) }).catch((e: unknown) => {
         // Gone (removed by another client): the next look-up must not find it in the cache either.
         if (e instanceof GfsError && e.code === 'ENOENT') this.attrs.drop(path);
         throw e;
       });
-      this.attrs.set(path, attr);
+      if (delegated) this.behind.took(path, got.ino);
+      this.attrs.set(path, (attr = got));
     }
     return this.withPending(attr);
+  }
+
+  /**
+   * The file an open of path opens: looked up afresh at the master (close-to-open), unless this
+   * client holds its write delegation (then nobody else has changed it). A writer asks for one.
+   */
+  async openLookup(path: string, writable: boolean): Promise<{ ino: number; type: Attr['type'] }> {
+    const ino = this.behind.inoOf(path);
+    if (ino !== undefined) return { ino, type: 'file' };
+    return this.lookup(path, true, writable && this.behind.enabled);
   }
 
   async getattr(ino: number): Promise<Attr> {
@@ -119,11 +145,13 @@ export class GfsClient {
 
   /** forWriting: the caller is about to write, so a new file's first chunk is leased with the create. */
   create(path: string, mode: number, uid: number, gid: number, exclusive: boolean, forWriting = false): Promise<Attr> {
-    const made = this.ask('create', { path, mode, uid, gid, exclusive, ...(forWriting ? { target: true } : {}) });
+    const wants = forWriting ? { target: true, ...(this.behind.enabled ? { delegate: true } : {}) } : {};
+    const made = this.ask('create', { path, mode, uid, gid, exclusive, ...wants });
     return this.created(
       path,
-      made.then(({ target, ...attr }) => {
+      made.then(({ target, delegated, ...attr }) => {
         if (target) this.io.firstTarget(attr.ino, target);
+        if (delegated) this.behind.took(path, attr.ino);
         return attr;
       }),
     );
@@ -145,6 +173,7 @@ export class GfsClient {
   }
 
   private forgetUnlinked(path: string, ino: number | undefined): void {
+    this.behind.forgetPath(path);
     this.attrs.drop(path);
     this.listings.removed(path);
     if (ino !== undefined) this.attrs.dropIno(ino); // other names of it: one link fewer
@@ -235,8 +264,14 @@ export class GfsClient {
       for (const p of trees) this.listings.forgetTree(p);
       throw e;
     } finally {
-      for (const p of paths) this.attrs.drop(p);
-      for (const p of trees) this.attrs.dropTree(p);
+      for (const p of paths) {
+        this.attrs.drop(p);
+        this.behind.forgetPath(p);
+      }
+      for (const p of trees) {
+        this.attrs.dropTree(p);
+        this.behind.forgetTree(p);
+      }
     }
   }
 
@@ -268,18 +303,58 @@ export class GfsClient {
     return f;
   }
 
+  /** The last close of a handle: its writes are pushed (in the background under a delegation). */
   async closeFile(f: OpenFile): Promise<void> {
-    try {
-      await f.flush();
-    } finally {
+    const forget = () => {
       const set = this.open.get(f.ino);
       set?.delete(f);
       if (set?.size === 0) this.open.delete(f.ino);
+    };
+    if (!this.writesBehind(f)) {
+      try {
+        await f.flush();
+      } finally {
+        forget();
+      }
+      return;
     }
+    const failed = this.behind.takeError(f.ino);
+    // It stays among the open files until its writes are done: reads, stats and truncates of the
+    // file here wait for them (flushInode, getattr).
+    await this.behind.defer(f.ino, () => f.flush(true).finally(forget), f.touched, !f.append);
+    if (failed) throw failed;
+  }
+
+  /** A close of a handle that may stay open (a dup): like closeFile, without forgetting it. */
+  async flushFile(f: OpenFile): Promise<void> {
+    if (!this.writesBehind(f)) return f.flush();
+    const failed = this.behind.takeError(f.ino);
+    if (f.dirty) await this.behind.defer(f.ino, () => f.flush(true), f.touched, !f.append);
+    if (failed) throw failed;
+  }
+
+  /** flush, and every replica written since the file's last fsync here is on disk. */
+  async fsyncFile(f: OpenFile): Promise<void> {
+    this.appends.hurry(f.ino);
+    await this.behind.settle(f.ino);
+    for (const [h, servers] of this.behind.takeUnsynced(f.ino) ?? []) f.touched.set(h, servers);
+    await f.fsync();
+    const failed = this.behind.takeError(f.ino);
+    if (failed) throw failed;
+  }
+
+  private writesBehind(f: OpenFile): boolean {
+    return f.writable && this.behind.holds(f.ino);
+  }
+
+  /** The master wants ino back for another client: everything written to it here goes out first. */
+  private async recall(ino: number): Promise<void> {
+    await this.behind.recall(ino, () => this.flushInode(ino, true));
   }
 
   /** Some open file of ino has writes that are not on the chunkservers (or the master) yet. */
   hasBufferedWrites(ino: number): boolean {
+    if (this.behind.busy(ino)) return true;
     for (const f of this.open.get(ino) ?? []) if (f.dirty) return true;
     return false;
   }
@@ -293,8 +368,9 @@ export class GfsClient {
   /** Make this client's buffered writes to ino visible (before a read, stat or truncate of it). */
   async flushInode(ino: number, all: boolean): Promise<void> {
     const set = this.open.get(ino);
-    if (!set) return;
-    for (const f of set) if (all || f.dirty) await f.flush();
+    if (set) for (const f of [...set]) if (all || f.dirty) await f.flush();
+    this.appends.hurry(ino);
+    await this.behind.settle(ino);
   }
 
   /**
@@ -313,13 +389,48 @@ export class GfsClient {
     for (const f of this.open.get(ino) ?? []) f.dropWindows();
   }
 
-  /** The master's attributes, with the size this client has written but not yet reported. */
+  /**
+   * The master's attributes, with the size this client has written but not yet reported: writes
+   * at offsets end where they end; records to append come after what the master has (the only
+   * writer's, under a delegation; the size grows further only if a record must skip to the next
+   * chunk).
+   */
   private withPending(attr: Attr): Attr {
+    let appending = this.appends.pendingBytes(attr.ino);
     const set = this.open.get(attr.ino);
-    if (!set) return attr;
+    if (!set && appending === 0) return attr;
     let size = attr.size;
-    for (const f of set) size = Math.max(size, f.pendingEnd);
-    return size === attr.size ? attr : { ...attr, size };
+    let dirty = appending > 0;
+    for (const f of set ?? []) {
+      size = Math.max(size, f.pendingEnd);
+      appending += f.pendingRecordBytes;
+      dirty ||= f.dirty;
+    }
+    size = Math.max(size, attr.size + appending);
+    const changed = this.changedAt.get(attr.ino);
+    if (!dirty || !changed) {
+      if (!dirty) this.changedAt.delete(attr.ino);
+      return size === attr.size ? attr : { ...attr, size };
+    }
+    // Changed here, not yet at the master (a close answered ahead of its writes): make on this
+    // mount compares the file's time with other files' right after the close.
+    const time = later(changed, attr.mtime) ? changed : attr.mtime;
+    return { ...attr, size, mtime: time, ctime: time };
+  }
+
+  /** A write to ino: the time its change will show until the master has it (withPending). */
+  noteChange(ino: number): void {
+    if (this.changedAt.size >= 100_000) this.changedAt.clear();
+    this.changedAt.set(ino, this.changeTime());
+  }
+
+  /** A time for a change not yet at the master: now, and later than every master time seen here. */
+  private changeTime(): Attr['ctime'] {
+    const us = Math.floor((performance.timeOrigin + performance.now()) * 1000);
+    const now: Attr['ctime'] = [Math.floor(us / 1e6), (us % 1e6) * 1000];
+    const [s, ns] = this.attrs.latestTime;
+    const after: Attr['ctime'] = ns >= 999_999_999 ? [s + 1, 0] : [s, ns + 1];
+    return later(now, after) ? now : after;
   }
 }
 

@@ -4,12 +4,12 @@
 
 import { GfsError, asGfsError } from '../protocol/errors.js';
 import { randomBytes } from 'node:crypto';
-import { retriedRequests, type MasterClientApi } from '../protocol/messages.js';
-import { connect, type Peer } from '../protocol/rpc.js';
+import { retriedRequests, type ClientApi, type MasterClientApi } from '../protocol/messages.js';
+import { connect, type Handlers, type Peer } from '../protocol/rpc.js';
 import type { GfsConfig } from '../config.js';
 import type { Logger } from '../log.js';
 
-type MasterPeer = Peer<MasterClientApi>;
+type MasterPeer = Peer<MasterClientApi, ClientApi>;
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -50,6 +50,10 @@ export class MasterLink {
     readonly url: string,
     private readonly cfg: GfsConfig,
     private readonly log: Logger,
+    /** What the master may ask of this client (a recall). */
+    private readonly handlers: Handlers<ClientApi> = {},
+    /** The connection dropped: the master may have forgotten this client's delegations. */
+    private readonly onLost: () => void = () => {},
   ) {}
 
   /** Dial once; rejects if the master cannot be reached now (used to fail fast at start-up). */
@@ -78,11 +82,12 @@ export class MasterLink {
   private get(): Promise<MasterPeer> {
     if (this.closed) return Promise.reject(new GfsError('EUNAVAIL', 'client closed'));
     if (!this.peer) {
-      const p = connect<MasterClientApi>(this.url, { maxFrameBytes: this.cfg.maxFrameBytes, timeoutMs: this.cfg.rpcTimeoutMs, log: this.log });
+      const p = connect<MasterClientApi, ClientApi>(this.url, { maxFrameBytes: this.cfg.maxFrameBytes, timeoutMs: this.cfg.rpcTimeoutMs, log: this.log }, this.handlers);
       this.peer = p;
       p.then(
         (peer) => peer.onClose(() => {
           if (this.peer === p) this.peer = null;
+          this.onLost();
           if (!this.closed) this.log.warn('lost the master connection; re-dialling on next use');
         }),
         () => {

@@ -97,6 +97,11 @@ export class OpenFile {
     return end;
   }
 
+  /** Bytes written to this O_APPEND handle and not yet handed to the append queue. */
+  get pendingRecordBytes(): number {
+    return this.recordsLen;
+  }
+
   get dirty(): boolean {
     return this.buffered > 0 || this.recordsLen > 0 || this.batches.length > 0 || this.dirtyEnd > 0;
   }
@@ -185,6 +190,7 @@ export class OpenFile {
   async write(pos: number, data: Buffer): Promise<number> {
     this.throwIfFailed();
     this.client.invalidateReads(this.ino);
+    this.client.noteChange(this.ino);
     // The kernel reuses its buffer once we answer: what we keep is a copy.
     if (this.append) {
       if (this.recordsLen + data.length > this.client.maxRecordBytes) await this.sendRecords();
@@ -221,9 +227,12 @@ export class OpenFile {
     e.buf = buf;
   }
 
-  /** Everything written so far is on every replica and the master knows the size. */
-  async flush(): Promise<void> {
-    await this.sendRecords();
+  /**
+   * Everything written so far is on every replica and the master knows the size. behind: the flush
+   * of a close answered already (write-behind): its records may wait a moment for company.
+   */
+  async flush(behind = false): Promise<void> {
+    await this.sendRecords(behind);
     await this.sendBuffered();
     // The master takes the new size while the last writes travel (a record append's offset is
     // known only once it is done, so appends have been awaited above). Not earlier: sent with a
@@ -270,13 +279,13 @@ export class OpenFile {
   }
 
   /** Send the gathered records as one record append. */
-  private async sendRecords(): Promise<void> {
+  private async sendRecords(linger = false): Promise<void> {
     if (this.recordsLen === 0) return;
     const record = this.records.length === 1 ? this.records[0] : Buffer.concat(this.records);
     this.records = [];
     this.recordsLen = 0;
     try {
-      const { offset, attr } = await this.client.io.append(this.ino, record, this.touched);
+      const { offset, attr } = await this.client.appends.append(this.ino, record, this.touched, linger);
       // The primary has normally had the master take the new size already (attr); if it could
       // not, the flush tells the master itself.
       if (attr) this.client.noteAttr(attr);

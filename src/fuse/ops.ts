@@ -102,7 +102,7 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
     open: (path, flags, cb) =>
       reply(
         hidden.opened(path, () =>
-          client.lookup(path, true).then((a) => {
+          client.openLookup(path, openMode(flags).writable).then((a) => {
             if (a.type === 'dir') throw new GfsError('EISDIR', `is a directory: ${path}`);
             return register(client.openFile(a.ino, openMode(flags)));
           }),
@@ -132,9 +132,9 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
       if (!f) return cb(-Errno.EBADF);
       replyCount(afterChange(path, f.write(pos, buf.subarray(0, len))), cb);
     },
-    flush: (_path, fd, cb) => withFile(fd, cb, (f) => f.flush()),
+    flush: (_path, fd, cb) => withFile(fd, cb, (f) => client.flushFile(f)),
     // Also waits for the unlinks answered ahead of the master (client/deferred-unlinks.ts).
-    fsync: (_path, _datasync, fd, cb) => withFile(fd, cb, (f) => Promise.all([f.fsync(), client.settled()])),
+    fsync: (_path, _datasync, fd, cb) => withFile(fd, cb, (f) => Promise.all([client.fsyncFile(f), client.settled()])),
     fsyncdir: (path, _datasync, cb) => reply(client.syncDir(path), cb),
     release: (_path, fd, cb) => {
       const f = files.get(fd);

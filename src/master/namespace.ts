@@ -93,6 +93,17 @@ export class Namespace {
     return this.walk(splitPath(path), path);
   }
 
+  /** The inode at path, or undefined (no error is built: for look-ups that may well miss). */
+  find(path: string): Inode | undefined {
+    let node: Inode | undefined = this.inodes.get(ROOT_INO);
+    for (const name of splitPath(path)) {
+      const ino: number | undefined = node?.children?.get(name);
+      node = ino === undefined ? undefined : this.inodes.get(ino);
+      if (!node) return undefined;
+    }
+    return node;
+  }
+
   /** The directory that holds path's last component, and that name. */
   parentOf(path: string): { dir: Inode; name: string } {
     const parts = splitPath(path);

@@ -18,6 +18,7 @@ import { adminHandlers } from './admin.js';
 import { Trash } from './trash.js';
 import { Replies } from './replies.js';
 import { LockTable, lockHandlers } from './locks.js';
+import { Delegations, type ClientPeer } from './delegations.js';
 import { xattrHandlers } from './xattrs.js';
 
 export interface MasterOptions {
@@ -63,6 +64,11 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const commit = (op: NsOp) => oplog.append(op);
   const leases = new Leases(ns, cluster, commit, cfg, recovered, log);
   const repair = new Repair(ns, cluster, leases, cfg, log);
+  const delegations = new Delegations(ns, cfg.rpcTimeoutMs, log);
+  const isClient = (peer: { tag: string | undefined }) => peer.tag === undefined; // chunkservers tag theirs at register
+  /** attr, with the write delegation of its file granted to peer if it asked and may have it. */
+  const delegated = <A extends { type: string; ino: number }>(attr: A, ask: unknown, peer: ClientPeer): A & { delegated?: boolean } =>
+    ask === true && attr.type === 'file' && isClient(peer) && delegations.grant(attr.ino, peer) ? { ...attr, delegated: true } : attr;
 
   /** Apply op now; `logged` resolves once it is on disk (with the request id of a retried request: replies.ts). */
   function applyAndLog(op: NsOp): { node: Inode | undefined; logged: Promise<void> } {
@@ -124,8 +130,37 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     return s;
   }
 
+  /** A new file at path (or the existing one, unless exclusive), maybe with its first chunk leased. */
+  async function create({ path, mode, uid, gid, exclusive, target }: MasterApi['create'][0]): Promise<MasterApi['create'][1]> {
+    const { dir, name } = ns.parentOf(path);
+    const existing = dir.children!.get(name);
+    if (existing !== undefined) {
+      if (exclusive) throw new GfsError('EEXIST', `file exists: ${path}`);
+      const node = ns.get(existing);
+      if (node.type === 'dir') throw new GfsError('EISDIR', `is a directory: ${path}`);
+      return ns.attr(node);
+    }
+    const group = dir.perm & 0o2000 ? dir.gid : num(gid, 'gid');
+    const op: NsOp = { t: 'create', path, mode: num(mode, 'mode'), uid: num(uid, 'uid'), gid: group, ino: ns.nextIno, time: nowTimespec() };
+    if (target !== true) return attrOf(await mutate(op));
+    // The first chunk's records join the create's log write, and its replicas are made while
+    // that write is on its way.
+    const { node, logged } = applyAndLog(op);
+    const first = chunkTarget(node!, 0).catch((e: Error) => {
+      log.warn(`create ${path}: no first chunk yet: ${e.message}`);
+      return undefined;
+    });
+    await logged;
+    const t = await first;
+    return t ? { ...attrOf(node), target: t } : attrOf(node);
+  }
+
   const handlers: Handlers<MasterApi> = {
-    lookup: ({ path }) => ns.attr(ns.resolve(path)),
+    lookup: ({ path, delegate }, peer) => delegated(ns.attr(ns.resolve(path)), delegate, peer as ClientPeer),
+    giveBack: ({ inos }, peer) => {
+      if (Array.isArray(inos)) delegations.giveBack(inos, peer as ClientPeer);
+      return {};
+    },
     getattr: ({ ino }) => ns.attr(ns.get(num(ino, 'ino'))),
     readdir: ({ path }) => {
       const dir = ns.resolve(path);
@@ -136,29 +171,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       const sg = setgidDir(path);
       return attrOf(await mutate({ t: 'mkdir', path, mode: num(mode, 'mode') | (sg ? 0o2000 : 0), uid: num(uid, 'uid'), gid: sg ? sg.gid : num(gid, 'gid'), ino: ns.nextIno, time: nowTimespec() }));
     },
-    create: async ({ path, mode, uid, gid, exclusive, target }) => {
-      const { dir, name } = ns.parentOf(path);
-      const existing = dir.children!.get(name);
-      if (existing !== undefined) {
-        if (exclusive) throw new GfsError('EEXIST', `file exists: ${path}`);
-        const node = ns.get(existing);
-        if (node.type === 'dir') throw new GfsError('EISDIR', `is a directory: ${path}`);
-        return ns.attr(node);
-      }
-      const group = dir.perm & 0o2000 ? dir.gid : num(gid, 'gid');
-      const op: NsOp = { t: 'create', path, mode: num(mode, 'mode'), uid: num(uid, 'uid'), gid: group, ino: ns.nextIno, time: nowTimespec() };
-      if (target !== true) return attrOf(await mutate(op));
-      // The first chunk's records join the create's log write, and its replicas are made while
-      // that write is on its way.
-      const { node, logged } = applyAndLog(op);
-      const first = chunkTarget(node!, 0).catch((e: Error) => {
-        log.warn(`create ${path}: no first chunk yet: ${e.message}`);
-        return undefined;
-      });
-      await logged;
-      const t = await first;
-      return t ? { ...attrOf(node), target: t } : attrOf(node);
-    },
+    create: async (req, peer) => delegated(await create(req), req.delegate, peer as ClientPeer),
     unlink: async ({ path }) => (await mutate({ t: 'unlink', path, time: nowTimespec() }), {}),
     unlinks: async ({ items }, peer) => {
       if (!Array.isArray(items)) throw new GfsError('EINVAL', 'unlinks: items must be a list');
@@ -293,7 +306,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     },
   };
 
-  const served = replies.wrap(handlers, ns);
+  const served = delegations.guard(replies.wrap(handlers, ns), isClient);
   const server = await RpcServer.listen<MasterApi>(
     { host: opts.host, port: opts.port, maxFrameBytes: cfg.maxFrameBytes, timeoutMs: cfg.rpcTimeoutMs, log },
     served,

@@ -164,7 +164,11 @@ export interface RequestId {
 
 /** Requests a client (or the CLI) sends to the master. Paths are absolute, '/'-separated. */
 export interface MasterClientApi {
-  lookup: [{ path: string }, Attr];
+  /**
+   * delegate: the client opens the file for writing and asks for its write delegation
+   * (master/delegations.ts); delegated: it holds it until it gives it back or the master recalls it.
+   */
+  lookup: [{ path: string; delegate?: boolean }, Attr & { delegated?: boolean }];
   getattr: [{ ino: number }, Attr];
   readdir: [{ path: string }, { entries: DirEntry[] }];
   mkdir: [{ path: string; mode: number; uid: number; gid: number }, Attr];
@@ -173,7 +177,12 @@ export interface MasterClientApi {
    * target: a new file's first chunk is placed and leased along with the create (one round trip,
    * one log write, instead of a writeTarget after it); left out if that fails or the file existed.
    */
-  create: [{ path: string; mode: number; uid: number; gid: number; exclusive: boolean; target?: boolean }, Attr & { target?: WriteTarget }];
+  create: [
+    { path: string; mode: number; uid: number; gid: number; exclusive: boolean; target?: boolean; delegate?: boolean },
+    Attr & { target?: WriteTarget; delegated?: boolean },
+  ];
+  /** Write delegations the client no longer needs (everything it wrote under them is flushed). */
+  giveBack: [{ inos: number[] }, Record<string, never>];
   unlink: [{ path: string }, Record<string, never>];
   /**
    * Unlinks a client has answered already (client/deferred-unlinks.ts), applied in order, each
@@ -229,6 +238,15 @@ export interface MasterClientApi {
   testLock: [{ ino: number; owner: string; type: 'read' | 'write'; start: number; len: number }, { conflict: HeldLock | null }];
   /** Give up the wait of a lock request (its caller got a signal): that request fails with EINTR. */
   cancelLock: [{ waitId: number }, Record<string, never>];
+}
+
+/** Requests the master sends to a client over the connection the client opened. */
+export interface ClientApi {
+  /**
+   * Another client wants the file: push everything written to it under the write delegation to
+   * the chunkservers and the master, then forget the delegation; the reply says it is done.
+   */
+  recall: [{ ino: number }, Record<string, never>];
 }
 
 /** Requests a chunkserver sends to the master over the connection it keeps open. */

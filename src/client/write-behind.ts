@@ -1,0 +1,179 @@
+// The client's side of write delegations (master/delegations.ts). While this client holds a
+// file's delegation, no other client can see or change the file before the master has recalled
+// it from us, so
+// - an open of it by a name we opened it by needs no fresh look-up at the master, and
+// - a close answers at once: the handle's writes are pushed in the background (write-behind),
+//   in order per file, at most `limit` closed files at a time; a recall (or a read, stat, fsync,
+//   truncate of the file here) waits until they are all on the chunkservers and the master.
+// An error of a write pushed in the background is reported at the next close or fsync of the file
+// (as a local file system reports a failed writeback), and logged. Delegations unused for a while
+// are given back, so that the master keeps few and others need no recall. When the connection to
+// the master drops, the master no longer knows our delegations (it may have restarted): all are
+// dropped here too.
+
+import type { GfsError } from '../protocol/errors.js';
+import { asGfsError } from '../protocol/errors.js';
+import type { ChunkHandle, ServerAddress } from '../protocol/messages.js';
+import type { Logger } from '../log.js';
+
+type Touched = Map<ChunkHandle, ServerAddress[]>;
+
+/** A delegation unused this long is given back. */
+const IDLE_MS = 2000;
+
+export class WriteBehind {
+  /** Delegated inode → when it was last used, and the names we opened it by. */
+  private readonly held = new Map<number, { lastUse: number; paths: Set<string> }>();
+  private readonly byPath = new Map<string, number>();
+  /** Inode → the background flushes of its closed handles still on their way. */
+  private readonly pending = new Map<number, Set<Promise<void>>>();
+  /** Inode → the last of them that writes at offsets: the next such one starts after it. */
+  private readonly lastInOrder = new Map<number, Promise<void>>();
+  private running = 0;
+  private readonly waiters: Array<() => void> = [];
+  private readonly errors = new Map<number, GfsError>();
+  /** Replicas written by background flushes since the file's last fsync here. */
+  private readonly unsynced = new Map<number, Touched>();
+
+  constructor(
+    /** Closed files whose writes may be on their way at once; 0: no write-behind (every close waits). */
+    private readonly limit: number,
+    private readonly giveBack: (inos: number[]) => Promise<unknown>,
+    private readonly log: Logger,
+  ) {}
+
+  get enabled(): boolean {
+    return this.limit > 0;
+  }
+
+  holds(ino: number): boolean {
+    return this.held.has(ino);
+  }
+
+  /** The delegated inode path leads to (as far as this client knows). */
+  inoOf(path: string): number | undefined {
+    const ino = this.byPath.get(path);
+    const d = ino === undefined ? undefined : this.held.get(ino);
+    if (!d) return undefined;
+    d.lastUse = Date.now();
+    return ino;
+  }
+
+  /** The master granted ino's delegation to an open or create of path. */
+  took(path: string, ino: number): void {
+    let d = this.held.get(ino);
+    if (!d) this.held.set(ino, (d = { lastUse: 0, paths: new Set() }));
+    d.lastUse = Date.now();
+    d.paths.add(path);
+    this.byPath.set(path, ino);
+  }
+
+  /** The name changed here (unlink, rename): it may no longer lead to the inode. */
+  forgetPath(path: string): void {
+    const ino = this.byPath.get(path);
+    if (ino === undefined) return;
+    this.byPath.delete(path);
+    this.held.get(ino)?.paths.delete(path);
+  }
+
+  /** Every name at or beneath path (a directory renamed or removed here). */
+  forgetTree(path: string): void {
+    for (const p of [...this.byPath.keys()]) if (p === path || p.startsWith(path + '/')) this.forgetPath(p);
+  }
+
+  /**
+   * Push a closed handle's writes in the background. Writes at offsets start after those of earlier
+   * closes of ino (a rewrite must land last); record appends start at once (the append queue keeps
+   * them in order, and merges them). Waits first while `limit` are on their way. touched: the
+   * replicas the flush wrote (for a later fsync).
+   */
+  async defer(ino: number, flush: () => Promise<void>, touched: Touched, inOrder: boolean): Promise<void> {
+    while (this.running >= this.limit) await new Promise<void>((r) => this.waiters.push(r));
+    this.running++;
+    const start = inOrder ? (this.lastInOrder.get(ino) ?? Promise.resolve()).then(flush) : flush();
+    let set = this.pending.get(ino);
+    if (!set) this.pending.set(ino, (set = new Set()));
+    const mine = set;
+    const p: Promise<void> = start
+      .then(
+        () => {
+          let left = this.unsynced.get(ino);
+          if (!left) this.unsynced.set(ino, (left = new Map()));
+          for (const [h, servers] of touched) left.set(h, servers);
+        },
+        (e: unknown) => {
+          const err = asGfsError(e);
+          this.log.warn(`writes to inode ${ino} after its close failed: ${err.message} (reported at its next close or fsync)`);
+          if (!this.errors.has(ino)) this.errors.set(ino, err);
+        },
+      )
+      .finally(() => {
+        this.running--;
+        this.waiters.shift()?.();
+        mine.delete(p);
+        if (mine.size === 0 && this.pending.get(ino) === mine) this.pending.delete(ino);
+        if (this.lastInOrder.get(ino) === p) this.lastInOrder.delete(ino);
+      });
+    mine.add(p);
+    if (inOrder) this.lastInOrder.set(ino, p);
+  }
+
+  /** Background flushes of ino are on their way. */
+  busy(ino: number): boolean {
+    return this.pending.has(ino);
+  }
+
+  /** Once the background flushes of ino begun so far are done (never rejects). */
+  async settle(ino: number): Promise<void> {
+    const set = this.pending.get(ino);
+    if (set) await Promise.all(set);
+  }
+
+  async settleAll(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all([...this.pending.values()].flatMap((set) => [...set]));
+  }
+
+  /** The error of a background flush of ino, once. */
+  takeError(ino: number): GfsError | undefined {
+    const e = this.errors.get(ino);
+    this.errors.delete(ino);
+    return e;
+  }
+
+  /** The replicas background flushes of ino wrote since its last fsync here (then forgotten). */
+  takeUnsynced(ino: number): Touched | undefined {
+    const t = this.unsynced.get(ino);
+    this.unsynced.delete(ino);
+    return t;
+  }
+
+  /**
+   * The master recalls ino: from now on closes wait and opens ask the master; flushOpen pushes what
+   * open handles hold; the reply goes once everything of ino is on the chunkservers and the master.
+   */
+  async recall(ino: number, flushOpen: () => Promise<void>): Promise<void> {
+    this.drop(ino);
+    await flushOpen().catch(() => {}); // (their own flush or close reports it)
+    await this.settle(ino);
+  }
+
+  /** The master has forgotten every delegation of ours (the connection dropped). */
+  dropAll(): void {
+    this.held.clear();
+    this.byPath.clear();
+  }
+
+  /** Give back the delegations unused for IDLE_MS whose writes are done and that no handle has open. */
+  tick(now: number, open: (ino: number) => boolean): void {
+    const idle: number[] = [];
+    for (const [ino, d] of this.held) if (now - d.lastUse >= IDLE_MS && !this.pending.has(ino) && !open(ino)) idle.push(ino);
+    if (idle.length === 0) return;
+    for (const ino of idle) this.drop(ino); // first: no open may use one the master no longer knows
+    this.giveBack(idle).catch((e: Error) => this.log.debug(`give back of ${idle.length} delegations: ${e.message}`));
+  }
+
+  private drop(ino: number): void {
+    for (const p of this.held.get(ino)?.paths ?? []) if (this.byPath.get(p) === ino) this.byPath.delete(p);
+    this.held.delete(ino);
+  }
+}

@@ -1,0 +1,131 @@
+// The pieces of write-behind without processes: the append queue (records in order, merged while
+// one append is on its way, never split, each told its own offset) and WriteBehind (order of
+// writes at offsets, errors reported once, the limit, delegations given back when idle).
+
+import { describe, expect, it } from 'vitest';
+import { AppendQueue, type Appended } from '../src/client/append-queue.js';
+import { WriteBehind } from '../src/client/write-behind.js';
+import { GfsError } from '../src/protocol/errors.js';
+import { logger } from '../src/log.js';
+
+const tick = () => new Promise((r) => setTimeout(r, 0));
+
+function fakeFile(maxBytes: number) {
+  const sent: string[] = [];
+  let size = 0;
+  const gates: Array<() => void> = [];
+  const q = new AppendQueue(
+    async (_ino, data, touched) => {
+      await new Promise<void>((r) => gates.push(r)); // released by the test
+      sent.push(data.toString());
+      touched.set(7, ['cs1']);
+      const offset = size;
+      size += data.length;
+      return { offset };
+    },
+    () => maxBytes,
+    () => {},
+  );
+  return { q, sent, open: () => gates.shift()?.() };
+}
+
+describe('append queue', () => {
+  it('sends the first record alone and the ones that queue up meanwhile as one, in order, with their own offsets', async () => {
+    const { q, sent, open } = fakeFile(1000);
+    const touched = new Map();
+    const got: Array<Promise<Appended>> = [q.append(1, Buffer.from('aa'), touched)];
+    await tick();
+    got.push(q.append(1, Buffer.from('bbb'), touched), q.append(1, Buffer.from('c'), touched));
+    expect(q.pendingBytes(1)).toBe(6);
+    open();
+    await tick();
+    open();
+    const offsets = (await Promise.all(got)).map((r) => r.offset);
+    expect(sent).toEqual(['aa', 'bbbc']);
+    expect(offsets).toEqual([0, 2, 5]);
+    expect(q.pendingBytes(1)).toBe(0);
+    expect(touched.get(7)).toEqual(['cs1']);
+  });
+
+  it('never grows a batch past the largest record, and never splits one', async () => {
+    const { q, sent, open } = fakeFile(4);
+    const first = q.append(1, Buffer.from('x'), new Map());
+    await tick();
+    const rest = ['aa', 'bb', 'ccccc', 'd'].map((r) => q.append(1, Buffer.from(r), new Map()));
+    for (let i = 0; i < 5; i++) {
+      open();
+      await tick();
+    }
+    await Promise.all([first, ...rest]);
+    expect(sent).toEqual(['x', 'aabb', 'ccccc', 'd']);
+  });
+
+  it('lingers a moment for company when nobody waits, unless hurried', async () => {
+    const { q, sent, open } = fakeFile(1000);
+    const a = q.append(1, Buffer.from('a'), new Map(), true);
+    const b = q.append(1, Buffer.from('b'), new Map(), true);
+    q.hurry(1);
+    await tick();
+    open();
+    await Promise.all([a, b]);
+    expect(sent).toEqual(['ab']);
+  });
+});
+
+describe('write-behind', () => {
+  it('runs writes at offsets of one file in order, appends at once, and reports a failure once', async () => {
+    const given: number[][] = [];
+    const wb = new WriteBehind(8, async (inos) => given.push(inos), logger('test'));
+    const order: string[] = [];
+    let release!: () => void;
+    const slow = new Promise<void>((r) => (release = r));
+    await wb.defer(1, async () => (await slow, order.push('first')), new Map(), true);
+    await wb.defer(1, async () => void order.push('second'), new Map(), true);
+    await wb.defer(1, async () => void order.push('append'), new Map(), false);
+    await tick();
+    expect(order).toEqual(['append']); // not held up by the slow write; the second write is
+    expect(wb.busy(1)).toBe(true);
+    release();
+    await wb.settle(1);
+    expect(order).toEqual(['append', 'first', 'second']);
+    expect(wb.busy(1)).toBe(false);
+    await wb.defer(2, async () => Promise.reject(new GfsError('ENOSPC', 'full')), new Map([[9, ['cs']]]), true);
+    await wb.settle(2);
+    expect(wb.takeError(2)?.code).toBe('ENOSPC');
+    expect(wb.takeError(2)).toBeUndefined();
+  });
+
+  it('waits while `limit` closes are on their way', async () => {
+    const wb = new WriteBehind(2, async () => {}, logger('test'));
+    const gates: Array<() => void> = [];
+    const hold = () => new Promise<void>((r) => gates.push(r));
+    await wb.defer(1, hold, new Map(), true);
+    await wb.defer(2, hold, new Map(), true);
+    let third = false;
+    const t = wb.defer(3, async () => {}, new Map(), true).then(() => (third = true));
+    await tick();
+    expect(third).toBe(false);
+    gates.shift()!();
+    await t;
+    expect(third).toBe(true);
+    gates.shift()!();
+    await wb.settleAll();
+  });
+
+  it('opens by a known name while held; forgets names that changed; gives back what sat idle with nothing open', async () => {
+    const given: number[][] = [];
+    const wb = new WriteBehind(8, async (inos) => given.push(inos), logger('test'));
+    wb.took('/d/a', 5);
+    wb.took('/d/b', 6);
+    expect(wb.inoOf('/d/a')).toBe(5);
+    wb.forgetTree('/d');
+    expect(wb.inoOf('/d/a')).toBeUndefined();
+    expect(wb.holds(5)).toBe(true); // the delegation stays; only the names are not trusted
+    wb.tick(Date.now() + 60_000, (ino) => ino === 6);
+    expect(given).toEqual([[5]]);
+    expect(wb.holds(5)).toBe(false);
+    expect(wb.holds(6)).toBe(true);
+    wb.dropAll();
+    expect(wb.holds(6)).toBe(false);
+  });
+});
