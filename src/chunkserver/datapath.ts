@@ -7,7 +7,7 @@
 // first await, so it applies them in the order they arrived.
 
 import { GfsError, asGfsError } from '../protocol/errors.js';
-import type { Attr, ChunkHandle, ChunkserverDataApi, Extent, Mutation, ServerAddress } from '../protocol/messages.js';
+import type { Attr, ChunkHandle, ChunkserverDataApi, Extent, Mutation, ServerAddress, Timespec } from '../protocol/messages.js';
 import type { PeerPool } from '../protocol/pool.js';
 import type { Handlers } from '../protocol/rpc.js';
 import type { Logger } from '../log.js';
@@ -43,7 +43,7 @@ export interface DataPathDeps {
   /** This server's id and the file that holds it: short-circuit readers check the two agree. */
   identity: { id: string; idPath: string };
   /** Have the master set a file's size to at least size (rejects when it cannot be reached). */
-  extendFile(ino: number, size: number): Promise<Attr>;
+  extendFile(ino: number, size: number, mtime?: Timespec): Promise<Attr>;
 }
 
 type Req<K extends keyof ChunkserverDataApi> = ChunkserverDataApi[K][0];
@@ -165,7 +165,7 @@ export class DataPath {
       // The primary picks the offset; secondaries get a plain write there, so all agree.
       const offset = info.length;
       if (size) {
-        extended = this.d.extendFile(size.ino, size.base + offset + data.length).catch((e) => {
+        extended = this.d.extendFile(size.ino, size.base + offset + data.length, size.mtime).catch((e) => {
           this.d.log.debug(`size of inode ${size.ino} left to the client: ${asGfsError(e).message}`);
           return undefined;
         });

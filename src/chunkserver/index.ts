@@ -76,7 +76,7 @@ export async function startChunkserver(opts: ChunkserverOptions): Promise<Chunks
   const data = new DataPath({
     store, leases, pushes, pool, log, chunkSize: () => chunkSize, self: () => address, maxReadBytes,
     identity: { id, idPath: resolve(idFile(opts.dataDir)) },
-    extendFile: (ino, size) => link?.extend(ino, size) ?? Promise.reject(new GfsError('EUNAVAIL', 'not connected to the master')),
+    extendFile: (ino, size, mtime) => link?.extend(ino, size, mtime) ?? Promise.reject(new GfsError('EUNAVAIL', 'not connected to the master')),
   });
 
   const release = async () => {

@@ -5,7 +5,7 @@
 // chunk locations from these reports, so it may restart at any time.
 
 import { GfsError, asGfsError } from '../protocol/errors.js';
-import type { Attr, ChunkHandle, ChunkserverControlApi, MasterChunkserverApi, MasterCommand, ServerAddress } from '../protocol/messages.js';
+import type { Attr, ChunkHandle, ChunkserverControlApi, MasterChunkserverApi, MasterCommand, ServerAddress, Timespec } from '../protocol/messages.js';
 import { connect, type Handlers, type Peer } from '../protocol/rpc.js';
 import type { GfsConfig } from '../config.js';
 import type { Logger } from '../log.js';
@@ -68,10 +68,10 @@ export class MasterLink {
   }
 
   /** Have the master set a file's size to at least size (a record append's end, see DataPath). */
-  extend(ino: number, size: number): Promise<Attr> {
+  extend(ino: number, size: number, mtime?: Timespec): Promise<Attr> {
     const peer = this.peer;
     if (!peer?.open) return Promise.reject(new GfsError('EUNAVAIL', 'not connected to the master'));
-    return peer.call('extend', { ino, size });
+    return peer.call('extend', { ino, size, ...(mtime ? { mtime } : {}) });
   }
 
   /** Send a heartbeat now (tests, and after a replica was installed). */

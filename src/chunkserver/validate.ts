@@ -3,7 +3,7 @@
 // value out of range), never an exception that escapes a handler or a NaN that reaches the disk.
 
 import { GfsError } from '../protocol/errors.js';
-import type { ChunkHandle, ChunkReport, Extent, Mutation, ServerAddress } from '../protocol/messages.js';
+import type { ChunkHandle, ChunkReport, Extent, Mutation, ServerAddress, Timespec } from '../protocol/messages.js';
 
 /** Longest chain or secondaries list we accept (far above any replication goal). */
 export const MAX_PEERS = 32;
@@ -106,9 +106,13 @@ export function reportsField(v: unknown, max = 1_000_000): ChunkReport[] {
   });
 }
 
-/** An append's { ino, base }: the file and the file offset its chunk starts at. */
-export function sizeField(v: unknown): { ino: number; base: number } {
+/**
+ * An append's { ino, base, mtime? }: the file, the file offset its chunk starts at, and when the
+ * client wrote the record (passed on to the master, which checks it).
+ */
+export function sizeField(v: unknown): { ino: number; base: number; mtime?: Timespec } {
   if (typeof v !== 'object' || v === null) throw proto('size must be { ino, base }');
-  const { ino, base } = v as { ino?: unknown; base?: unknown };
-  return { ino: rangeField(ino, 'size.ino', Number.MAX_SAFE_INTEGER), base: rangeField(base, 'size.base', Number.MAX_SAFE_INTEGER) };
+  const { ino, base, mtime } = v as { ino?: unknown; base?: unknown; mtime?: unknown };
+  const checked = { ino: rangeField(ino, 'size.ino', Number.MAX_SAFE_INTEGER), base: rangeField(base, 'size.base', Number.MAX_SAFE_INTEGER) };
+  return Array.isArray(mtime) && mtime.length === 2 ? { ...checked, mtime: mtime as Timespec } : checked;
 }

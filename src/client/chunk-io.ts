@@ -179,7 +179,7 @@ export class ChunkIo {
    * Append data as one record; returns the file offset the primary chose for it, and the file's
    * attributes if the primary had the master take the new size (else the caller must extend).
    */
-  async append(ino: number, data: Buffer, touched: Map<ChunkHandle, ServerAddress[]>): Promise<{ offset: number; attr?: Attr }> {
+  async append(ino: number, data: Buffer, touched: Map<ChunkHandle, ServerAddress[]>, mtime?: Attr['mtime']): Promise<{ offset: number; attr?: Attr }> {
     if (data.length > Math.floor(this.cfg.chunkSize / 4)) throw new GfsError('EFBIG', `record of ${data.length} bytes is over a quarter chunk`);
     const key = `append:${ino}`;
     let full: ChunkHandle | undefined;
@@ -189,7 +189,7 @@ export class ChunkIo {
         try {
           const { dataId, inline } = await this.stage(t, data);
           const base = t.index * this.cfg.chunkSize;
-          const r = await this.pool.call(t.primary, 'append', { handle: t.handle, version: t.version, dataId, ...inline, secondaries: t.secondaries, size: { ino, base } });
+          const r = await this.pool.call(t.primary, 'append', { handle: t.handle, version: t.version, dataId, ...inline, secondaries: t.secondaries, size: { ino, base, ...(mtime ? { mtime } : {}) } });
           touched.set(t.handle, [t.primary, ...t.secondaries]);
           return { offset: base + r.offset, ...(r.attr ? { attr: r.attr } : {}) };
         } catch (e) {

@@ -47,7 +47,7 @@ export class GfsClient {
     this.pool = new PeerPool({ maxFrameBytes: cfg.maxFrameBytes, timeoutMs: cfg.rpcTimeoutMs, log });
     this.io = new ChunkIo(this.master, this.pool, this.cfg, log);
     this.maxRecordBytes = maxRecordBytes(cfg);
-    this.appends = new AppendQueue((ino, data, touched) => this.io.append(ino, data, touched), () => this.maxRecordBytes, (attr) => this.noteAttr(attr));
+    this.appends = new AppendQueue((ino, data, touched) => this.io.append(ino, data, touched, this.changedAt.get(ino)), () => this.maxRecordBytes, (attr) => this.noteAttr(attr));
     this.attrs = new AttrCache(cfg.attrCacheMs);
     this.listings = new DirListings(cfg.attrCacheMs);
     this.unlinks = new DeferredUnlinks(
@@ -245,8 +245,10 @@ export class GfsClient {
     return attr;
   }
 
+  /** The file has bytes up to size on its replicas, written here at the time noteChange took. */
   async extend(ino: number, size: number): Promise<void> {
-    this.noteAttr(await this.ask('extend', { ino, size }));
+    const mtime = this.changedAt.get(ino);
+    this.noteAttr(await this.ask('extend', { ino, size, ...(mtime ? { mtime } : {}) }));
   }
 
   /** Attributes the master sent back after a change made for this client (a size update). */

@@ -175,7 +175,8 @@ export class Namespace {
       case 'extend': {
         const node = this.file(op.ino);
         if (op.size > node.size) node.size = op.size;
-        node.mtime = node.ctime = op.time;
+        node.mtime = op.mtime ?? op.time;
+        node.ctime = op.time;
         return node;
       }
       case 'addChunk': {

@@ -14,7 +14,8 @@ export type NsOp =
   | { t: 'setattr'; ino: number; set: SetAttr; time: Timespec }
   /** keep: how many chunks the file keeps (the rest are dropped). */
   | { t: 'truncate'; ino: number; size: number; keep: number; time: Timespec }
-  | { t: 'extend'; ino: number; size: number; time: Timespec }
+  /** mtime: when the writer wrote the bytes (write-behind); else time. */
+  | { t: 'extend'; ino: number; size: number; time: Timespec; mtime?: Timespec }
   /** A new chunk at index of file ino, version 0 (not placed yet). */
   | { t: 'addChunk'; ino: number; index: number; handle: ChunkHandle }
   /** A new chunk that no chunkserver could make is forgotten: the index is a hole again. */

@@ -3,7 +3,7 @@
 
 import { mkdir } from 'node:fs/promises';
 import { GfsError, asGfsError } from '../protocol/errors.js';
-import type { Attr, ChunkLocation, MasterApi, SetAttr, WriteTarget } from '../protocol/messages.js';
+import type { Attr, ChunkLocation, MasterApi, SetAttr, Timespec, WriteTarget } from '../protocol/messages.js';
 import { withoutSetId } from '../protocol/modes.js';
 import { RpcServer, type Handlers } from '../protocol/rpc.js';
 import type { GfsConfig } from '../config.js';
@@ -49,6 +49,20 @@ function withSetIdCleared(node: Inode, set: SetAttr): SetAttr {
   if (!chown || node.type === 'dir' || set.mode !== undefined) return set;
   const cleared = withoutSetId(node.perm);
   return cleared === node.perm ? set : { ...set, mode: cleared };
+}
+
+const isTimespec = (t: unknown): t is Timespec =>
+  Array.isArray(t) && t.length === 2 && Number.isSafeInteger(t[0]) && Number.isInteger(t[1]) && t[1] >= 0 && t[1] < 1e9;
+const before = (a: Timespec, b: Timespec) => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+
+/**
+ * The mtime a writer says it wrote at (a push after its close), kept between the file's last mtime
+ * and now: a client's clock never moves a file's time back, nor ahead of the master's.
+ */
+function writtenAt(said: unknown, last: Timespec, now: Timespec): { mtime?: Timespec } {
+  if (!isTimespec(said)) return {};
+  const t = before(now, said) ? now : said;
+  return { mtime: before(t, last) ? last : t };
 }
 
 export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
@@ -220,7 +234,11 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       if (cutLength > 0 && handle && ns.versions.get(handle)! > 0) cut = await leases.target(handle, index);
       return { attr, cut, cutLength };
     },
-    extend: async ({ ino, size }) => attrOf(await mutate({ t: 'extend', ino: fileNode(ino).ino, size: num(size, 'size'), time: nowTimespec() })),
+    extend: async ({ ino, size, mtime }) => {
+      const node = fileNode(ino);
+      const time = nowTimespec();
+      return attrOf(await mutate({ t: 'extend', ino: node.ino, size: num(size, 'size'), time, ...writtenAt(mtime, node.mtime, time) }));
+    },
     statfs: () => {
       let total = 0;
       let free = 0;

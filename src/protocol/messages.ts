@@ -201,8 +201,12 @@ export interface MasterClientApi {
    * cutLength (bytes past the old end must read as zeros once the file grows again).
    */
   truncate: [{ ino: number; size: number }, { attr: Attr; cut: WriteTarget | null; cutLength: number }];
-  /** Record that a writer has put bytes up to size (grows only) and touch mtime. */
-  extend: [{ ino: number; size: number }, Attr];
+  /**
+   * Record that a writer has put bytes up to size (grows only) and touch mtime: to mtime if given
+   * (when the writer wrote them, for writes pushed after their close), kept between the file's last
+   * mtime and now.
+   */
+  extend: [{ ino: number; size: number; mtime?: Timespec }, Attr];
   statfs: [Record<string, never>, FsStats];
   /** Chunk locations for reads: chunks [first, first + count) that exist (holes are left out). */
   chunks: [{ ino: number; first: number; count: number }, { size: number; chunks: ChunkLocation[] }];
@@ -329,7 +333,7 @@ export interface ChunkserverDataApi {
    * master took it (without it the client must tell the master itself).
    */
   append: [
-    { handle: ChunkHandle; version: number; dataId: string; data?: Buffer; secondaries: ServerAddress[]; size?: { ino: number; base: number } },
+    { handle: ChunkHandle; version: number; dataId: string; data?: Buffer; secondaries: ServerAddress[]; size?: { ino: number; base: number; mtime?: Timespec } },
     { offset: number; attr?: Attr },
   ];
   /** To the primary: cut every replica to length. */
