@@ -115,8 +115,8 @@ describe('write-behind', () => {
   it('opens by a known name while held; forgets names that changed; gives back what sat idle with nothing open', async () => {
     const given: number[][] = [];
     const wb = new WriteBehind(8, async (inos) => given.push(inos), logger('test'));
-    wb.took('/d/a', 5);
-    wb.took('/d/b', 6);
+    wb.took('/d/a', 5, 1);
+    wb.took('/d/b', 6, 2);
     expect(wb.inoOf('/d/a')).toBe(5);
     wb.forgetTree('/d');
     expect(wb.inoOf('/d/a')).toBeUndefined();
@@ -127,5 +127,19 @@ describe('write-behind', () => {
     expect(wb.holds(6)).toBe(true);
     wb.dropAll();
     expect(wb.holds(6)).toBe(false);
+  });
+
+  it('a recall handled before the reply that granted it (one read of the socket) leaves nothing held', async () => {
+    const wb = new WriteBehind(8, async () => {}, logger('test'));
+    await wb.recall(7, 3, async () => {});
+    wb.took('/f', 7, 3); // the reply with grant 3, read after its recall
+    expect(wb.holds(7)).toBe(false);
+    expect(wb.inoOf('/f')).toBeUndefined();
+    wb.took('/f', 7, 4); // a later grant counts
+    expect(wb.holds(7)).toBe(true);
+    await wb.recall(7, 4, async () => {});
+    expect(wb.holds(7)).toBe(false);
+    wb.took('/f', 7, 4); // a second open's reply repeating grant 4, read after its recall
+    expect(wb.holds(7)).toBe(false);
   });
 });

@@ -41,7 +41,7 @@ export class GfsClient {
   ) {
     this.cfg = { ...cfg };
     this.behind = new WriteBehind(cfg.writeBehindFiles, (inos) => this.master.call('giveBack', { inos }), log);
-    this.master = new MasterLink(masterUrl, cfg, log, { recall: ({ ino }) => this.recall(ino).then(() => ({})) }, () => this.behind.dropAll());
+    this.master = new MasterLink(masterUrl, cfg, log, { recall: ({ ino, grant }) => this.recall(ino, grant).then(() => ({})) }, () => this.behind.dropAll());
     this.idleTimer = setInterval(() => this.behind.tick(Date.now(), (ino) => this.open.has(ino)), 500);
     this.idleTimer.unref();
     this.pool = new PeerPool({ maxFrameBytes: cfg.maxFrameBytes, timeoutMs: cfg.rpcTimeoutMs, log });
@@ -107,7 +107,7 @@ export class GfsClient {
         if (e instanceof GfsError && e.code === 'ENOENT') this.attrs.drop(path);
         throw e;
       });
-      if (delegated) this.behind.took(path, got.ino);
+      if (delegated) this.behind.took(path, got.ino, delegated);
       this.attrs.set(path, (attr = got));
     }
     return this.withPending(attr);
@@ -145,13 +145,15 @@ export class GfsClient {
 
   /** forWriting: the caller is about to write, so a new file's first chunk is leased with the create. */
   create(path: string, mode: number, uid: number, gid: number, exclusive: boolean, forWriting = false): Promise<Attr> {
-    const wants = forWriting ? { target: true, ...(this.behind.enabled ? { delegate: true } : {}) } : {};
+    // Under a delegation the first chunk is placed by the push after the close, off the create's
+    // critical path; otherwise along with the create (one round trip instead of two).
+    const wants = !forWriting ? {} : this.behind.enabled ? { delegate: true } : { target: true };
     const made = this.ask('create', { path, mode, uid, gid, exclusive, ...wants });
     return this.created(
       path,
       made.then(({ target, delegated, ...attr }) => {
         if (target) this.io.firstTarget(attr.ino, target);
-        if (delegated) this.behind.took(path, attr.ino);
+        if (delegated) this.behind.took(path, attr.ino, delegated);
         return attr;
       }),
     );
@@ -350,8 +352,8 @@ export class GfsClient {
   }
 
   /** The master wants ino back for another client: everything written to it here goes out first. */
-  private async recall(ino: number): Promise<void> {
-    await this.behind.recall(ino, () => this.flushInode(ino, true));
+  private async recall(ino: number, grant: number): Promise<void> {
+    await this.behind.recall(ino, grant, () => this.flushInode(ino, true));
   }
 
   /** Some open file of ino has writes that are not on the chunkservers (or the master) yet. */

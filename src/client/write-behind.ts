@@ -22,8 +22,14 @@ type Touched = Map<ChunkHandle, ServerAddress[]>;
 const IDLE_MS = 2000;
 
 export class WriteBehind {
-  /** Delegated inode → when it was last used, and the names we opened it by. */
-  private readonly held = new Map<number, { lastUse: number; paths: Set<string> }>();
+  /** Delegated inode → the grant's number, when it was last used, and the names we opened it by. */
+  private readonly held = new Map<number, { grant: number; lastUse: number; paths: Set<string> }>();
+  /**
+   * Inode → the last grant recalled. A reply that grants it may be read after its recall (both can
+   * arrive in one read of the socket, and the recall is handled first; or a second open's reply
+   * repeats a grant already held): such a reply must not make us a holder again.
+   */
+  private readonly recalled = new Map<number, number>();
   private readonly byPath = new Map<string, number>();
   /** Inode → the background flushes of its closed handles still on their way. */
   private readonly pending = new Map<number, Set<Promise<void>>>();
@@ -59,10 +65,11 @@ export class WriteBehind {
     return ino;
   }
 
-  /** The master granted ino's delegation to an open or create of path. */
-  took(path: string, ino: number): void {
+  /** The master granted ino's delegation (grant number grant) to an open or create of path. */
+  took(path: string, ino: number, grant: number): void {
+    if ((this.recalled.get(ino) ?? 0) >= grant) return;
     let d = this.held.get(ino);
-    if (!d) this.held.set(ino, (d = { lastUse: 0, paths: new Set() }));
+    if (!d || d.grant !== grant) this.held.set(ino, (d = { grant, lastUse: 0, paths: new Set() }));
     d.lastUse = Date.now();
     d.paths.add(path);
     this.byPath.set(path, ino);
@@ -151,8 +158,11 @@ export class WriteBehind {
    * The master recalls ino: from now on closes wait and opens ask the master; flushOpen pushes what
    * open handles hold; the reply goes once everything of ino is on the chunkservers and the master.
    */
-  async recall(ino: number, flushOpen: () => Promise<void>): Promise<void> {
-    this.drop(ino);
+  async recall(ino: number, grant: number, flushOpen: () => Promise<void>): Promise<void> {
+    if (this.recalled.size >= 100_000) this.recalled.clear(); // (a reply read that late: not seen)
+    this.recalled.set(ino, Math.max(grant, this.recalled.get(ino) ?? 0));
+    const held = this.held.get(ino);
+    if (held && held.grant <= grant) this.drop(ino);
     await flushOpen().catch(() => {}); // (their own flush or close reports it)
     await this.settle(ino);
   }
@@ -161,6 +171,7 @@ export class WriteBehind {
   dropAll(): void {
     this.held.clear();
     this.byPath.clear();
+    this.recalled.clear();
   }
 
   /** Give back the delegations unused for IDLE_MS whose writes are done and that no handle has open. */

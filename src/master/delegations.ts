@@ -22,6 +22,9 @@ const untouching = new Set<string>(['statfs', 'status', 'trash', 'drain', 'lock'
 
 export class Delegations {
   private readonly holders = new Map<number, ClientPeer>();
+  /** Inode → the number of the grant its holder has (numbers only grow). */
+  private readonly grants = new Map<number, number>();
+  private lastGrant = 0;
   private readonly byPeer = new Map<ClientPeer, Set<number>>();
   private readonly recalls = new Map<number, Promise<void>>();
 
@@ -40,12 +43,12 @@ export class Delegations {
     return this.holders.get(ino);
   }
 
-  /** Grant ino to peer if no other client holds it. */
-  grant(ino: number, peer: ClientPeer): boolean {
-    if (this.recalls.has(ino)) return false; // (the holder itself asking again while it answers one)
+  /** Grant ino to peer if no other client holds it: the grant's number, or 0. */
+  grant(ino: number, peer: ClientPeer): number {
+    if (this.recalls.has(ino)) return 0; // (the holder itself asking again while it answers one)
     const held = this.holders.get(ino);
-    if (held && held !== peer) return false;
-    if (held) return true;
+    if (held && held !== peer) return 0;
+    if (held) return this.grants.get(ino)!;
     let mine = this.byPeer.get(peer);
     if (!mine) {
       this.byPeer.set(peer, (mine = new Set()));
@@ -53,7 +56,8 @@ export class Delegations {
     }
     mine.add(ino);
     this.holders.set(ino, peer);
-    return true;
+    this.grants.set(ino, ++this.lastGrant);
+    return this.lastGrant;
   }
 
   giveBack(inos: number[], peer: ClientPeer): void {
@@ -114,7 +118,7 @@ export class Delegations {
     if (p) return p;
     const holder = this.holders.get(ino)!;
     p = holder
-      .call('recall', { ino }, this.recallMs)
+      .call('recall', { ino, grant: this.grants.get(ino)! }, this.recallMs)
       .catch((e: Error) => this.log.warn(`recall of inode ${ino} from ${holder.label}: ${e.message}; its delegation is dropped`))
       .then(() => {
         if (this.holders.get(ino) === holder) this.drop(ino);
@@ -128,12 +132,13 @@ export class Delegations {
     const peer = this.holders.get(ino);
     if (!peer) return;
     this.holders.delete(ino);
+    this.grants.delete(ino);
     const mine = this.byPeer.get(peer);
     mine?.delete(ino);
   }
 
   private dropPeer(peer: ClientPeer): void {
-    for (const ino of this.byPeer.get(peer) ?? []) if (this.holders.get(ino) === peer) this.holders.delete(ino);
+    for (const ino of this.byPeer.get(peer) ?? []) if (this.holders.get(ino) === peer) this.drop(ino);
     this.byPeer.delete(peer);
   }
 }

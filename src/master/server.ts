@@ -81,8 +81,10 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const delegations = new Delegations(ns, cfg.rpcTimeoutMs, log);
   const isClient = (peer: { tag: string | undefined }) => peer.tag === undefined; // chunkservers tag theirs at register
   /** attr, with the write delegation of its file granted to peer if it asked and may have it. */
-  const delegated = <A extends { type: string; ino: number }>(attr: A, ask: unknown, peer: ClientPeer): A & { delegated?: boolean } =>
-    ask === true && attr.type === 'file' && isClient(peer) && delegations.grant(attr.ino, peer) ? { ...attr, delegated: true } : attr;
+  const delegated = <A extends { type: string; ino: number }>(attr: A, ask: unknown, peer: ClientPeer): A & { delegated?: number } => {
+    const grant = ask === true && attr.type === 'file' && isClient(peer) ? delegations.grant(attr.ino, peer) : 0;
+    return grant > 0 ? { ...attr, delegated: grant } : attr;
+  };
 
   /** Apply op now; `logged` resolves once it is on disk (with the request id of a retried request: replies.ts). */
   function applyAndLog(op: NsOp): { node: Inode | undefined; logged: Promise<void> } {

@@ -166,9 +166,10 @@ export interface RequestId {
 export interface MasterClientApi {
   /**
    * delegate: the client opens the file for writing and asks for its write delegation
-   * (master/delegations.ts); delegated: it holds it until it gives it back or the master recalls it.
+   * (master/delegations.ts); delegated: the grant's number: it holds it until it gives it back or
+   * the master recalls that grant.
    */
-  lookup: [{ path: string; delegate?: boolean }, Attr & { delegated?: boolean }];
+  lookup: [{ path: string; delegate?: boolean }, Attr & { delegated?: number }];
   getattr: [{ ino: number }, Attr];
   readdir: [{ path: string }, { entries: DirEntry[] }];
   mkdir: [{ path: string; mode: number; uid: number; gid: number }, Attr];
@@ -179,7 +180,7 @@ export interface MasterClientApi {
    */
   create: [
     { path: string; mode: number; uid: number; gid: number; exclusive: boolean; target?: boolean; delegate?: boolean },
-    Attr & { target?: WriteTarget; delegated?: boolean },
+    Attr & { target?: WriteTarget; delegated?: number },
   ];
   /** Write delegations the client no longer needs (everything it wrote under them is flushed). */
   giveBack: [{ inos: number[] }, Record<string, never>];
@@ -248,9 +249,10 @@ export interface MasterClientApi {
 export interface ClientApi {
   /**
    * Another client wants the file: push everything written to it under the write delegation to
-   * the chunkservers and the master, then forget the delegation; the reply says it is done.
+   * the chunkservers and the master, then forget the delegation; the reply says it is done. grant:
+   * the grant's number (the reply that granted it may not have been read yet: it must not count).
    */
-  recall: [{ ino: number }, Record<string, never>];
+  recall: [{ ino: number; grant: number }, Record<string, never>];
 }
 
 /** Requests a chunkserver sends to the master over the connection it keeps open. */
