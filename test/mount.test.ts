@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ok, sh, withCluster, type TestCluster } from './helpers/cluster.js';
+import { python } from './helpers/programs.js';
 
 const env = withCluster();
 let c: TestCluster, m1: string, m2: string, scratch: string;
@@ -100,6 +101,33 @@ describe('data', () => {
       seen[m![1]].push(Number(m![2]));
     }
     for (const w of 'abcd') expect(seen[w]).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
+  });
+
+  it('an O_APPEND write the kernel sends in two pieces stays one record while readers make the mount flush', async () => {
+    // The kernel sends a write() that crosses into a page it has not cached as two requests, split
+    // at the page boundary. A reader of the file on the same mount makes the mount push what the
+    // writer's open handle holds (so the read sees it): it must never push the first piece of a
+    // write() alone, or another writer's record lands between the two halves of a line.
+    const writer = await python(scratch, 'appender.py', `
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+for i in range(int(sys.argv[2])):
+    os.write(fd, (f"{sys.argv[3]} {i:05d} ".ljust(99, sys.argv[3]) + "\\n").encode())
+os.close(fd)
+`);
+    await ok(`: > ${m1}/pieces`);
+    const run = await sh(
+      `(while [ ! -e ${scratch}/pieces.done ]; do cat ${m1}/pieces > /dev/null; done) & r=$!; ` +
+        `${writer} ${m1}/pieces 1500 a & a=$!; ${writer} ${m1}/pieces 1500 b & b=$!; ${writer} ${m2}/pieces 1500 c; ` +
+        `wait $a $b; touch ${scratch}/pieces.done; wait $r`,
+      { timeoutMs: 170_000 },
+    );
+    expect(run.code, run.stderr).toBe(0);
+    const lines = (await ok(`cat ${m2}/pieces`)).split('\n');
+    expect(lines.pop()).toBe('');
+    const torn = lines.filter((l) => !/^([abc]) \d{5} \1+$/.test(l) || l.length !== 99);
+    expect(torn.slice(0, 3)).toEqual([]);
+    expect(lines.length).toBe(4500);
   });
 
   it('a file written and closed on one mount reads back identical on the other', async () => {

@@ -116,3 +116,60 @@ describe('OpenFile read-ahead', () => {
     expect(f.pagesToStore(2 * MiB, 4 * KiB)).toBeUndefined();
   });
 });
+
+describe('OpenFile record appends', () => {
+  /** An O_APPEND handle whose record appends are kept, in order. */
+  function appendHandle() {
+    const records: string[] = [];
+    const client = {
+      maxRecordBytes: 1024 * KiB,
+      invalidateReads: () => {},
+      noteChange: () => {},
+      noteAttr: () => {},
+      appends: {
+        append: async (_ino: number, record: Buffer) => {
+          records.push(record.toString());
+          return { offset: 0, attr: { ino: 7 } };
+        },
+      },
+    };
+    return { f: new OpenFile(client as unknown as GfsClient, 7, true, true), records };
+  }
+  const line = (c: string) => `${c} `.padEnd(99, c) + '\n';
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('a flush for a reader never sends the first piece of a write() without its rest', async () => {
+    const { f, records } = appendHandle();
+    const a = line('a');
+    // The kernel sends the write() in two pieces, cut at the page boundary it crosses.
+    await f.write(4096 - 8, Buffer.from(a.slice(0, 8)));
+    const flushing = f.flushFinished(); // a reader on the same mount
+    await sleep(1);
+    await f.write(4096, Buffer.from(a.slice(8)));
+    await flushing;
+    expect(records).toEqual([a]);
+  });
+
+  it('a piece whose rest comes late stays for the next write or flush of its handle', async () => {
+    const { f, records } = appendHandle();
+    const [a, b] = [line('a'), line('b')];
+    await f.write(100, Buffer.from(b)); // a whole write(): it ends inside a page
+    await f.write(2 * 4096 - 20, Buffer.from(a.slice(0, 20)));
+    await f.flushFinished(); // gives up waiting for the rest: only b goes
+    expect(records).toEqual([b]);
+    await f.write(2 * 4096, Buffer.from(a.slice(20)));
+    await f.flush(); // the handle's own flush (close) sends everything
+    expect(records).toEqual([b, a]);
+  });
+
+  it('a write() of several pages in pieces of max_write stays whole too', async () => {
+    const { f, records } = appendHandle();
+    const big = Buffer.alloc(3 * 128 * KiB + 50, 'x');
+    await f.write(0, big.subarray(0, 128 * KiB));
+    const flushing = f.flushFinished();
+    await f.write(128 * KiB, big.subarray(128 * KiB, 256 * KiB));
+    await f.write(256 * KiB, big.subarray(256 * KiB));
+    await flushing;
+    expect(records.map((r) => r.length)).toEqual([big.length]);
+  });
+});

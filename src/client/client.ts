@@ -372,7 +372,7 @@ export class GfsClient {
   /** Make this client's buffered writes to ino visible (before a read, stat or truncate of it). */
   async flushInode(ino: number, all: boolean): Promise<void> {
     const set = this.open.get(ino);
-    if (set) for (const f of [...set]) if (all || f.dirty) await f.flush();
+    if (set) for (const f of [...set]) if (all || f.dirty) await f.flushFinished();
     this.appends.hurry(ino);
     await this.behind.settle(ino);
   }

@@ -4,7 +4,10 @@
 //   a time, so the kernel can hand over more data meanwhile. A batch never overtakes an earlier
 //   one that overlaps it.
 // - Writes on an O_APPEND handle are gathered into one record append (atomic: never split, no
-//   other writer's bytes inside) sent at flush, or when a record is full.
+//   other writer's bytes inside) sent at flush, or when a record is full. The kernel sends one
+//   write() in pieces when it crosses into a page it has not cached (split at the page boundary)
+//   or is longer than max_write; a flush for someone else (a reader, a recall) never sends a
+//   first piece without the rest (flushFinished).
 // - Reads use read-ahead windows that grow while the reader goes forward; a random read fetches
 //   the aligned block around it (cfg.readAroundBytes). A window that answered a read is offered
 //   once to the kernel's page cache (pagesToStore), so later reads in it need no request.
@@ -49,6 +52,10 @@ const MIN_READ_AHEAD = 256 * 1024;
 const MAX_STORE_PIECES = 64;
 /** A write at least this big starts an extent with room for a whole batch. */
 const STREAM_WRITE = 64 * 1024;
+/** The kernel's page size: where it cuts a write() it sends in pieces. */
+const PAGE = 4096;
+/** How long a flush for someone else waits for the rest of a write() the kernel is sending. */
+const REST_OF_WRITE_MS = 5;
 
 const totalLength = (pieces: Buffer[]): number => pieces.reduce((n, p) => n + p.length, 0);
 
@@ -72,6 +79,14 @@ export class OpenFile {
   private batches: Batch[] = [];
   private records: Buffer[] = [];
   private recordsLen = 0;
+  /**
+   * The last `unfinished` records may be the first pieces of a write() whose rest the kernel has
+   * yet to send: each ended at a page boundary (of the kernel's offsets). A piece that ends
+   * elsewhere ends its write(). (A write() that ended at a boundary by chance waits for company.)
+   */
+  private unfinished = 0;
+  /** Flushes waiting for the next piece. */
+  private pieceWaiters: Array<() => void> = [];
   private failed: GfsError | null = null;
   /** Highest end written that the master may not know yet. */
   private dirtyEnd = 0;
@@ -193,9 +208,13 @@ export class OpenFile {
     this.client.noteChange(this.ino);
     // The kernel reuses its buffer once we answer: what we keep is a copy.
     if (this.append) {
+      // Full: the finished write()s go; a single write() bigger than a record cannot be one.
+      if (this.recordsLen + data.length > this.client.maxRecordBytes) await this.sendRecords(false, true);
       if (this.recordsLen + data.length > this.client.maxRecordBytes) await this.sendRecords();
       this.records.push(Buffer.from(data));
       this.recordsLen += data.length;
+      this.unfinished = (pos + data.length) % PAGE === 0 ? this.unfinished + 1 : 0;
+      for (const wake of this.pieceWaiters.splice(0)) wake();
       return data.length;
     }
     const end = pos + data.length;
@@ -233,6 +252,33 @@ export class OpenFile {
    */
   async flush(behind = false): Promise<void> {
     await this.sendRecords(behind);
+    await this.push();
+  }
+
+  /**
+   * flush() for a reader or a recall, which may come while the kernel is between the pieces of
+   * a write() to this handle: it waits a moment for the rest, and leaves what may still be
+   * unfinished for the next write or flush of the handle. Sent alone, a first piece would be a
+   * record of its own, and another writer's record could land between the two halves of a line.
+   */
+  async flushFinished(): Promise<void> {
+    const until = performance.now() + REST_OF_WRITE_MS;
+    while (this.unfinished > 0 && performance.now() < until) {
+      await new Promise<void>((go) => {
+        const wake = () => (clearTimeout(timer), go());
+        const timer = setTimeout(() => {
+          this.pieceWaiters = this.pieceWaiters.filter((w) => w !== wake);
+          go();
+        }, until - performance.now());
+        this.pieceWaiters.push(wake);
+      });
+    }
+    await this.sendRecords(false, true);
+    await this.push();
+  }
+
+  /** The buffered writes go out; the master learns the size; all of it awaited. */
+  private async push(): Promise<void> {
     await this.sendBuffered();
     // The master takes the new size while the last writes travel (a record append's offset is
     // known only once it is done, so appends have been awaited above). Not earlier: sent with a
@@ -278,12 +324,14 @@ export class OpenFile {
     return w;
   }
 
-  /** Send the gathered records as one record append. */
-  private async sendRecords(linger = false): Promise<void> {
-    if (this.recordsLen === 0) return;
-    const record = this.records.length === 1 ? this.records[0] : Buffer.concat(this.records);
-    this.records = [];
-    this.recordsLen = 0;
+  /** Send the gathered records as one record append (finishedOnly: not the unfinished pieces). */
+  private async sendRecords(linger = false, finishedOnly = false): Promise<void> {
+    const n = finishedOnly ? this.records.length - this.unfinished : this.records.length;
+    if (n === 0) return;
+    const sent = this.records.splice(0, n);
+    if (!finishedOnly) this.unfinished = 0;
+    const record = sent.length === 1 ? sent[0] : Buffer.concat(sent);
+    this.recordsLen -= record.length;
     try {
       const { offset, attr } = await this.client.appends.append(this.ino, record, this.touched, linger);
       // The primary has normally had the master take the new size already (attr); if it could
