@@ -22,7 +22,8 @@
  *   - a read's reply may carry more of the file, stored into the kernel's page cache after the
  *     reply by a thread of its own; opens and size changes fence the file against stores before
  *     libfuse sees them (page-store.h);
- *   - FUSE_HANDLE_KILLPRIV_V2 for file systems that clear set-id bits themselves (answer_init).
+ *   - FUSE_HANDLE_KILLPRIV_V2 for file systems that clear set-id bits themselves (answer_init);
+ *   - a rename waits while a process retries an open or stat that a rename made fail (retry-gate.h).
  */
 
 #ifndef FUSE_USE_VERSION
@@ -59,6 +60,7 @@
 
 #include "names-cache.h"
 #include "page-store.h"
+#include "retry-gate.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Operations. The order is the order of OP_NAMES, which is exported to JS as `opNames`.      */
@@ -331,6 +333,8 @@ static __thread uint64_t cur_nodeid;
 static __thread char cur_rename_to[256]; /* FUSE_RENAME: the new name (last component) */
 static __thread uint64_t cur_link_from;  /* FUSE_LINK: the node id of the existing name */
 static __thread int cur_kill_privs;      /* FUSE_WRITE/SETATTR: the kernel asks us to clear set-id bits */
+static __thread uint32_t cur_pid;        /* the process (thread) that made the request */
+static __thread int cur_retry;           /* it may be the kernel's retry after ESTALE (retry-gate.h) */
 static __thread store_job_t *cur_store;  /* FUSE_READ: to store once its reply is sent */
 static __thread mount_t *cur_store_mount;
 
@@ -477,6 +481,9 @@ restart:
   cur_rename_to[0] = '\0';
   cur_link_from = 0;
   cur_kill_privs = wants_privs_killed(in->opcode, buf + sizeof(struct raw_in_header), (size_t) res - sizeof(struct raw_in_header));
+  cur_pid = in->pid;
+  cur_retry = names_no_entry(in->opcode) && gate_retrying(in->pid, in->opcode);
+  if (in->opcode == RAW_RENAME) gate_wait_for_retries();
   /* Before libfuse takes the file's path lock (page-store.h): an open or a size change must not
      be answered while a store decided before it can still land. */
   if ((in->opcode == RAW_OPEN || in->opcode == RAW_SETATTR) && m != NULL && in->nodeid != 0) {
@@ -513,13 +520,15 @@ static int chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t cou
        instead makes the kernel look the name up again and retry once, as it does for NFS. */
     if (out->unique != 0 && out->unique == cur_unique && out->error == -ENOENT && names_no_entry(cur_opcode)) {
       out->error = -ESTALE;
+      if (!cur_retry) gate_close(cur_pid, cur_opcode); /* renames wait for the retry (retry-gate.h) */
     }
+    if (out->unique != 0 && out->unique == cur_unique && cur_retry) gate_open(cur_pid); /* the kernel retries once */
     if (out->unique != 0 && out->unique == cur_unique && out->error == 0) uncache_shared_inode(iov, count);
     if (out->unique != 0 && out->unique == cur_unique && out->error == 0 && cur_opcode == RAW_INIT) answer_init(iov, count);
     answers_store = cur_store != NULL && out->unique != 0 && out->unique == cur_unique;
     answers_fence = cur_fenced != 0 && out->unique != 0 && out->unique == cur_unique;
     /* This thread's request is answered: forget it, so that nothing can act on a stale opcode. */
-    if (out->unique != 0 && out->unique == cur_unique) cur_opcode = 0, cur_unique = 0, cur_nodeid = 0, cur_rename_to[0] = '\0', cur_kill_privs = 0;
+    if (out->unique != 0 && out->unique == cur_unique) cur_opcode = 0, cur_unique = 0, cur_nodeid = 0, cur_rename_to[0] = '\0', cur_kill_privs = 0, cur_retry = 0;
   }
   ssize_t res = writev(fuse_chan_fd(ch), iov, count);
   int err = errno;
