@@ -29,6 +29,30 @@ describe('write delegations', () => {
     expect((await ok(`stat -c %s ${m2}/log`)).trim()).toBe(String(want.length));
   });
 
+  it('an append right after a copy lands after the copied bytes (the copy still being pushed)', async () => {
+    const { m1, m2, scratch } = env;
+    await ok(`head -c 3000000 /dev/urandom > ${scratch}/copied && (cat ${scratch}/copied; echo tail) > ${scratch}/want`);
+    for (let i = 0; i < 3; i++) {
+      await ok(`cp ${scratch}/copied ${m1}/appended${i} && echo tail >> ${m1}/appended${i}`);
+      // At once, in the writer's mount (its size counts what is still on its way) and in the other.
+      expect((await ok(`stat -c %s ${m1}/appended${i}`)).trim()).toBe('3000005');
+      await ok(`cmp ${scratch}/want ${m2}/appended${i} && cmp ${scratch}/want ${m1}/appended${i}`);
+    }
+  });
+
+  it("an open under a delegation keeps the kernel's attributes; once another mount wrote, an open drops them", async () => {
+    const { m1, m2 } = env;
+    // m1 holds the delegation: its opens answer from it, and the kernel keeps the size it caches.
+    await ok(`printf a > ${m1}/grown && printf b >> ${m1}/grown && printf c >> ${m1}/grown`);
+    expect(await ok(`stat -c %s ${m1}/grown && cat ${m1}/grown`)).toBe('3\nabc');
+    // Another mount grows it (the master recalls m1's delegation): m1's kernel still holds size 3
+    // (attr_timeout), and an open that kept it would cut the read short.
+    await ok(`printf defg >> ${m2}/grown`);
+    expect(await ok(`cat ${m1}/grown`)).toBe('abcdefg');
+    await ok(`printf h >> ${m1}/grown && printf i >> ${m1}/grown`);
+    expect(await ok(`cat ${m1}/grown && cat ${m2}/grown`)).toBe('abcdefghiabcdefghi');
+  });
+
   it('files written and closed in one mount have their size and bytes in the other at once (stat, ls -l, cat)', async () => {
     const { m1, m2, scratch } = env;
     await ok(`mkdir ${m1}/tree && head -c 4000000 /dev/urandom > ${scratch}/blob`);

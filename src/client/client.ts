@@ -117,9 +117,9 @@ export class GfsClient {
    * The file an open of path opens: looked up afresh at the master (close-to-open), unless this
    * client holds its write delegation (then nobody else has changed it). A writer asks for one.
    */
-  async openLookup(path: string, writable: boolean): Promise<{ ino: number; type: Attr['type'] }> {
+  async openLookup(path: string, writable: boolean): Promise<{ ino: number; type: Attr['type']; delegated?: true }> {
     const ino = this.behind.inoOf(path);
-    if (ino !== undefined) return { ino, type: 'file' };
+    if (ino !== undefined) return { ino, type: 'file', delegated: true };
     return this.lookup(path, true, writable && this.behind.enabled);
   }
 
@@ -395,9 +395,9 @@ export class GfsClient {
 
   /**
    * The master's attributes, with the size this client has written but not yet reported: writes
-   * at offsets end where they end; records to append come after what the master has (the only
-   * writer's, under a delegation; the size grows further only if a record must skip to the next
-   * chunk).
+   * at offsets end where they end; records to append come after those and what the master has
+   * (the only writer's, under a delegation; the size grows further only if a record must skip to
+   * the next chunk).
    */
   private withPending(attr: Attr): Attr {
     let appending = this.appends.pendingBytes(attr.ino);
@@ -410,7 +410,9 @@ export class GfsClient {
       appending += f.pendingRecordBytes;
       dirty ||= f.dirty;
     }
-    size = Math.max(size, attr.size + appending);
+    // Records land after the writes at offsets closed before them (write-behind.ts), so after
+    // their end (an overestimate while a write past the end follows an append still on its way).
+    size += appending;
     const changed = this.changedAt.get(attr.ino);
     if (!dirty || !changed) {
       if (!dirty) this.changedAt.delete(attr.ino);

@@ -33,7 +33,7 @@ export class WriteBehind {
   private readonly byPath = new Map<string, number>();
   /** Inode → the background flushes of its closed handles still on their way. */
   private readonly pending = new Map<number, Set<Promise<void>>>();
-  /** Inode → the last of them that writes at offsets: the next such one starts after it. */
+  /** Inode → the last of them that writes at offsets: appends start after it. */
   private readonly lastInOrder = new Map<number, Promise<void>>();
   private running = 0;
   private readonly waiters: Array<() => void> = [];
@@ -89,16 +89,20 @@ export class WriteBehind {
   }
 
   /**
-   * Push a closed handle's writes in the background. Writes at offsets start after those of earlier
-   * closes of ino (a rewrite must land last); record appends start at once (the append queue keeps
-   * them in order, and merges them). Waits first while `limit` are on their way. touched: the
-   * replicas the flush wrote (for a later fsync).
+   * Push a closed handle's writes in the background, in the order of the closes: writes at offsets
+   * start once every earlier close of ino is pushed (a rewrite must land last, and after an append
+   * it rewrites); record appends start once the earlier writes at offsets are done (an append
+   * lands at the end as it is then: `cp f g && echo >> g` lost its line when the append overtook
+   * the copy), but not after earlier appends, which the append queue keeps in order and merges.
+   * Waits first while `limit` are on their way. touched: the replicas the flush wrote (for a later
+   * fsync).
    */
   async defer(ino: number, flush: () => Promise<void>, touched: Touched, inOrder: boolean): Promise<void> {
     while (this.running >= this.limit) await new Promise<void>((r) => this.waiters.push(r));
     this.running++;
-    const start = inOrder ? (this.lastInOrder.get(ino) ?? Promise.resolve()).then(flush) : flush();
     let set = this.pending.get(ino);
+    const after = inOrder ? Promise.all(set ?? []) : (this.lastInOrder.get(ino) ?? Promise.resolve());
+    const start = after.then(flush);
     if (!set) this.pending.set(ino, (set = new Set()));
     const mine = set;
     const p: Promise<void> = start
