@@ -104,10 +104,10 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
         hidden.opened(path, () =>
           client.openLookup(path, openMode(flags).writable).then((a) => {
             if (a.type === 'dir') throw new GfsError('EISDIR', `is a directory: ${path}`);
-            return register(client.openFile(a.ino, openMode(flags)));
+            return { fd: register(client.openFile(a.ino, openMode(flags))), attrsKept: a.delegated === true };
           }),
         ),
-        cb,
+        (result, opened) => cb(result, opened?.fd, opened?.attrsKept),
       ),
     create: (path, mode, flags, cb) => {
       const { uid, gid } = owner();

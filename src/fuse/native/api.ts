@@ -73,7 +73,12 @@ export interface FuseOps {
   access?(path: string, mode: number, cb: Done): void;
   statfs?(path: string, cb: (result: number, statfs?: StatFs) => void): void;
   readdir?(path: string, cb: (result: number, names?: string[], stats?: Stat[]) => void): void;
-  open?(path: string, flags: number, cb: (result: number, fd?: number) => void): void;
+  /**
+   * attrsKept: no other mount can have changed the file since the kernel cached its attributes
+   * (this mount holds its write delegation), so the kernel may keep them; otherwise the open drops
+   * them (close-to-open).
+   */
+  open?(path: string, flags: number, cb: (result: number, fd?: number, attrsKept?: boolean) => void): void;
   /** flags are the open(2) flags (O_APPEND, O_EXCL, ...), which stock fuse-native drops. */
   create?(path: string, mode: number, flags: number, cb: (result: number, fd?: number) => void): void;
   /** cb(bytes read) or cb(-errno); buf is only valid until cb is called. */

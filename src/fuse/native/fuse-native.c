@@ -132,6 +132,7 @@ typedef struct request {
   int blocking;           /* a lock wait that may last: the worker watches for FUSE_INTERRUPT */
   int interrupted;        /* set (atomically) by the worker when the kernel interrupted the call */
   int kill_privs;         /* the kernel asks for set-id bits to be cleared (write, truncate) */
+  int attrs_kept;         /* open: nobody else can have changed the file (JS says so) */
   uint64_t names_epoch;   /* readdir: the names cache's generation when the call was made */
   uint64_t nodeid;        /* read: the kernel inode read (for a store into its page cache) */
   store_job_t *store;     /* read: bytes to store into that cache once the read is answered */
@@ -696,12 +697,14 @@ static int fn_readdir (const char *path, void *buf, fuse_fill_dir_t filler, off_
 /* The kernel caches attributes for attr_timeout, but an open must see what another mount closed
    (close-to-open): JS's open asked the master afresh, so the kernel's copy is dropped here, before
    the reply, and its next stat or read past the old size asks JS again. Attributes only (offset
-   -1): dropping pages could wait on a read that waits on us. */
+   -1): dropping pages could wait on a read that waits on us. Not when JS answered from a write
+   delegation (no other mount can have changed the file): the drop would only cost the next
+   open of it a GETATTR (each `echo >>` one request in six). */
 static int fn_open (const char *path, struct fuse_file_info *fi) {
   mount_t *m = (mount_t *) fuse_get_context()->private_data;
   REQ(OP_OPEN); r.path = path; r.fi = fi; r.flags = fi->flags;
   int res = call_js(&r); /* (no store of the file lands after the reply: chan_receive fenced it) */
-  if (res == 0 && cur_opcode == RAW_OPEN && cur_nodeid != 0 && m->ch != NULL) {
+  if (res == 0 && !r.attrs_kept && cur_opcode == RAW_OPEN && cur_nodeid != 0 && m->ch != NULL) {
     fuse_lowlevel_notify_inval_inode(m->ch, (fuse_ino_t) cur_nodeid, -1, 0);
   }
   return res;
@@ -1323,6 +1326,9 @@ static napi_value js_reply (napi_env env, napi_callback_info info) {
           napi_get_value_double(env, argv[4], &fh);
         }
         r->fi->fh = (isfinite(fh) && fh > 0 && fh < 18446744073709551616.0) ? (uint64_t) fh : 0;
+        bool kept = false;
+        if (r->op == OP_OPEN && napi_typeof(env, argv[5], &t) == napi_ok && t == napi_boolean) napi_get_value_bool(env, argv[5], &kept);
+        r->attrs_kept = kept;
         res = 0;
       }
       break;

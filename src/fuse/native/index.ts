@@ -476,9 +476,9 @@ export class FuseMount implements FuseMountHandle {
           reply(0, names.map(String), all);
         }));
       case "open":
-        return ops.open!(s(0), n(1), guard((res: number, fd?: number) => {
+        return ops.open!(s(0), n(1), guard((res: number, fd?: number, attrsKept?: boolean) => {
           const r = asResult(res);
-          reply(r > 0 ? 0 : r, fd ?? 0);
+          reply(r > 0 ? 0 : r, fd ?? 0, attrsKept === true);
         }));
       case "create":
         return ops.create!(s(0), n(1), n(2), guard((res: number, fd?: number) => {
