@@ -66,6 +66,7 @@ export async function mountGfs(opts: MountOptions): Promise<RunningMount> {
     defaultPermissions: true,
     useIno: true, // st_ino is the master's inode number: hard links share it (git clone --local checks)
     clearsSetId: true, // ops.ts (writes, truncates) and the master (chown)
+    pinThreads: opts.cfg.pinFuseThreads > 0,
   });
   try {
     await fuse.mount();

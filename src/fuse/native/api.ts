@@ -139,6 +139,11 @@ export interface MountOptions {
    * asks getxattr("security.capability") before every write.
    */
   clearsSetId?: boolean;
+  /**
+   * While requests are small, keep the FUSE worker threads and the JS thread on one CPU (a
+   * hand-off then needs no wake-up of another CPU; see fuse-native.c, "Thread placement").
+   */
+  pinThreads?: boolean;
   debug?: boolean;
 }
 

@@ -23,7 +23,9 @@
  *     reply by a thread of its own; opens and size changes fence the file against stores before
  *     libfuse sees them (page-store.h);
  *   - FUSE_HANDLE_KILLPRIV_V2 for file systems that clear set-id bits themselves (answer_init);
- *   - a rename waits while a process retries an open or stat that a rename made fail (retry-gate.h).
+ *   - a rename waits while a process retries an open or stat that a rename made fail (retry-gate.h);
+ *   - optionally, the FUSE workers and the JS thread share one CPU while requests are small
+ *     (thread-placement.h).
  */
 
 #ifndef FUSE_USE_VERSION
@@ -59,6 +61,7 @@
 #include <unistd.h>
 
 #include "names-cache.h"
+#include "thread-placement.h"
 #include "page-store.h"
 #include "retry-gate.h"
 
@@ -178,6 +181,7 @@ typedef struct {
   page_store_t *stores;   /* stores into the kernel's page cache (NULL: none made) */
   uv_async_t stored;      /* a store finished: release what kept its bytes alive */
   int clears_set_id;      /* the file system clears set-id bits itself (see answer_init) */
+  int pin_threads;        /* keep workers and the JS thread on one CPU while requests are small */
   int locks_asked;        /* atomic: a record lock was ever requested through this mount */
 } mount_t;
 
@@ -629,6 +633,7 @@ static int call_js (request_t *r) {
 
   r->res = -EIO;
   r->next = NULL;
+  pin_request(r->op == OP_READ || r->op == OP_WRITE ? r->len : 0);
   names_forget(m, r);
   if (r->op == OP_READDIR) r->names_epoch = names_epoch(m->names); /* only a listing needs it */
   if (uv_sem_init(&r->sem, 0) != 0) {
@@ -1119,6 +1124,7 @@ static int build_args (mount_t *m, request_t *r, slot_t *s, napi_value *argv) {
 static void on_work (uv_async_t *handle) {
   mount_t *m = (mount_t *) handle->data;
   napi_env env = m->env;
+  pin_js();
 
   uv_mutex_lock(&m->qlock);
   request_t *r = m->qhead;
@@ -1572,6 +1578,7 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
       if (strcmp(name, OP_NAMES[op]) == 0) m->implemented[op] = 1;
     }
     if (strcmp(name, "clearsSetId") == 0) m->clears_set_id = 1;
+    if (strcmp(name, "pinThreads") == 0) m->pin_threads = 1;
     free(name);
   }
   m->implemented[OP_INIT] = 1;
@@ -1658,6 +1665,7 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
   m->mnt = mnt;
   mnt = NULL;
 
+  if (m->pin_threads) pin_init();
   uv_async_init(loop, &m->work, on_work);
   m->work.data = m;
   uv_unref((uv_handle_t *) &m->work);

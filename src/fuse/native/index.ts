@@ -286,6 +286,7 @@ export class FuseMount implements FuseMountHandle {
 
     const implemented = b.opNames.filter((name) => typeof (this.ops as unknown as Record<string, unknown>)[name] === "function");
     if (this.opts.clearsSetId) implemented.push("clearsSetId"); // not an op: see fuse-native.c, answer_init
+    if (this.opts.pinThreads) implemented.push("pinThreads"); // not an op either: thread placement
     const handle = b.createMount();
     const initialized = new Promise<void>((resolve, reject) => {
       this.initDone = resolve;
