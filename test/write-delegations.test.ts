@@ -29,9 +29,20 @@ describe('write delegations', () => {
     expect((await ok(`stat -c %s ${m2}/log`)).trim()).toBe(String(want.length));
   });
 
-  it('an append right after a copy lands after the copied bytes (the copy still being pushed)', async () => {
+  it('an append lands after the bytes written before it: through a handle still open, or by a copy still being pushed', async () => {
     const { m1, m2, scratch } = env;
     await ok(`head -c 3000000 /dev/urandom > ${scratch}/copied && (cat ${scratch}/copied; echo tail) > ${scratch}/want`);
+    // Written through a handle still open when the append comes (as a local disk has it: both lines).
+    const both = await python(scratch, 'open-writer.py', `
+import os, sys
+w = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+os.write(w, b"first\\n")
+a = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+os.write(a, b"second\\n")
+os.close(a)
+os.close(w)
+`);
+    expect(await ok(`${both} ${m1}/open-writer && cat ${m2}/open-writer`)).toBe('first\nsecond\n');
     for (let i = 0; i < 3; i++) {
       await ok(`cp ${scratch}/copied ${m1}/appended${i} && echo tail >> ${m1}/appended${i}`);
       // At once, in the writer's mount (its size counts what is still on its way) and in the other.

@@ -309,6 +309,7 @@ export class GfsClient {
 
   /** The last close of a handle: its writes are pushed (in the background under a delegation). */
   async closeFile(f: OpenFile): Promise<void> {
+    f.closed = true;
     const forget = () => {
       const set = this.open.get(f.ino);
       set?.delete(f);
@@ -354,6 +355,17 @@ export class GfsClient {
   /** The master wants ino back for another client: everything written to it here goes out first. */
   private async recall(ino: number, grant: number): Promise<void> {
     await this.behind.recall(ino, grant, () => this.flushInode(ino, true));
+  }
+
+  /**
+   * Before a record of f is appended: the writes at offsets that other open handles of the file
+   * hold are pushed (closed ones are pushed in order by their own flush, which appends wait for).
+   */
+  async pushWritesAtOffsets(f: OpenFile): Promise<void> {
+    for (const g of this.open.get(f.ino) ?? []) {
+      // (A failure there is g's to report, at its own flush or close.)
+      if (g !== f && !g.closed && g.writesAtOffsets) await g.flushFinished().catch(() => {});
+    }
   }
 
   /** Some open file of ino has writes that are not on the chunkservers (or the master) yet. */

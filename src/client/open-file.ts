@@ -117,6 +117,14 @@ export class OpenFile {
     return this.recordsLen;
   }
 
+  /** Closed (its last flush may still be on its way): only that flush sends what it holds. */
+  closed = false;
+
+  /** Writes at offsets buffered here or on their way. */
+  get writesAtOffsets(): boolean {
+    return this.buffered > 0 || this.batches.length > 0;
+  }
+
   get dirty(): boolean {
     return this.buffered > 0 || this.recordsLen > 0 || this.batches.length > 0 || this.dirtyEnd > 0;
   }
@@ -333,6 +341,9 @@ export class OpenFile {
     const record = sent.length === 1 ? sent[0] : Buffer.concat(sent);
     this.recordsLen -= record.length;
     try {
+      // A record lands at the end as it is when it is appended: what other open handles of the
+      // file wrote at offsets before it must be there first (as on a local disk).
+      await this.client.pushWritesAtOffsets(this);
       const { offset, attr } = await this.client.appends.append(this.ino, record, this.touched, linger);
       // The primary has normally had the master take the new size already (attr); if it could
       // not, the flush tells the master itself.
