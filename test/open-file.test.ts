@@ -126,6 +126,7 @@ describe('OpenFile record appends', () => {
       invalidateReads: () => {},
       noteChange: () => {},
       noteAttr: () => {},
+      pushWritesAtOffsets: async () => {},
       appends: {
         append: async (_ino: number, record: Buffer) => {
           records.push(record.toString());
