@@ -222,7 +222,7 @@ export class OpenFile {
       this.records.push(Buffer.from(data));
       this.recordsLen += data.length;
       this.unfinished = (pos + data.length) % PAGE === 0 ? this.unfinished + 1 : 0;
-      for (const wake of this.pieceWaiters.splice(0)) wake();
+      if (this.pieceWaiters.length > 0) for (const wake of this.pieceWaiters.splice(0)) wake();
       return data.length;
     }
     const end = pos + data.length;

@@ -141,7 +141,7 @@ export interface MountOptions {
   clearsSetId?: boolean;
   /**
    * While requests are small, keep the FUSE worker threads and the JS thread on one CPU (a
-   * hand-off then needs no wake-up of another CPU; see fuse-native.c, "Thread placement").
+   * hand-off then needs no wake-up of another CPU; see thread-placement.h).
    */
   pinThreads?: boolean;
   debug?: boolean;

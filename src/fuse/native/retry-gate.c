@@ -13,6 +13,9 @@ static pthread_cond_t changed;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 /* pid 0: a free slot. until: when the gate opens by itself (CLOCK_MONOTONIC, ns). */
 static struct { uint32_t pid, opcode; uint64_t until; } slots[SLOTS];
+/* The latest `until` ever set: past it no gate is closed, and requests need not take the lock
+   (every open and stat asks gate_retrying). */
+static uint64_t latest_until;
 
 static void init (void) {
   pthread_condattr_t a;
@@ -45,13 +48,15 @@ void gate_close (uint32_t pid, uint32_t opcode) {
   pthread_mutex_lock(&lock);
   int i = slot_of(pid, 1, now);
   if (i >= 0) slots[i].pid = pid, slots[i].opcode = opcode, slots[i].until = now + GATE_HOLD_MS * 1000000ull;
+  if (i >= 0 && slots[i].until > latest_until) __atomic_store_n(&latest_until, slots[i].until, __ATOMIC_RELEASE); /* (writers hold the lock) */
   pthread_mutex_unlock(&lock);
 }
 
 int gate_retrying (uint32_t pid, uint32_t opcode) {
   if (pid == 0) return 0;
-  pthread_once(&once, init);
   uint64_t now = now_ns();
+  if (__atomic_load_n(&latest_until, __ATOMIC_ACQUIRE) <= now) return 0;
+  pthread_once(&once, init);
   pthread_mutex_lock(&lock);
   int i = slot_of(pid, 0, now);
   int yes = i >= 0 && slots[i].opcode == opcode && slots[i].until > now;
@@ -68,6 +73,7 @@ void gate_open (uint32_t pid) {
 }
 
 void gate_wait_for_retries (void) {
+  if (__atomic_load_n(&latest_until, __ATOMIC_ACQUIRE) <= now_ns()) return;
   pthread_once(&once, init);
   pthread_mutex_lock(&lock);
   for (;;) {
