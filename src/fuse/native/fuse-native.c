@@ -23,7 +23,8 @@
  *     reply by a thread of its own; opens and size changes fence the file against stores before
  *     libfuse sees them (page-store.h);
  *   - FUSE_HANDLE_KILLPRIV_V2 for file systems that clear set-id bits themselves (answer_init);
- *   - a rename waits while a process retries an open or stat that a rename made fail (retry-gate.h);
+ *   - a rename waits for the opens under way and while a process retries an open or stat that a
+ *     rename made fail (retry-gate.h);
  *   - optionally, the FUSE workers and the JS thread share one CPU while requests are small
  *     (thread-placement.h).
  */
@@ -340,6 +341,7 @@ static __thread uint64_t cur_link_from;  /* FUSE_LINK: the node id of the existi
 static __thread int cur_kill_privs;      /* FUSE_WRITE/SETATTR: the kernel asks us to clear set-id bits */
 static __thread uint32_t cur_pid;        /* the process (thread) that made the request */
 static __thread int cur_retry;           /* it may be the kernel's retry after ESTALE (retry-gate.h) */
+static __thread int cur_open_slot = -1;  /* FUSE_OPEN: its slot among the opens renames wait for */
 static __thread store_job_t *cur_store;  /* FUSE_READ: to store once its reply is sent */
 static __thread mount_t *cur_store_mount;
 
@@ -465,6 +467,7 @@ static int chan_receive (struct fuse_chan **chp, char *buf, size_t size) {
   /* Never left over (libfuse answers every request), but a fenced inode must not stay so. */
   finish_store(-1);
   end_fence(m);
+  if (cur_open_slot >= 0) gate_open_answered(cur_open_slot), cur_open_slot = -1;
 restart:
   res = read(fuse_chan_fd(ch), buf, size);
   err = errno;
@@ -488,7 +491,8 @@ restart:
   cur_kill_privs = wants_privs_killed(in->opcode, buf + sizeof(struct raw_in_header), (size_t) res - sizeof(struct raw_in_header));
   cur_pid = in->pid;
   cur_retry = names_no_entry(in->opcode) && gate_retrying(in->pid, in->opcode);
-  if (in->opcode == RAW_RENAME) gate_wait_for_retries();
+  if (in->opcode == RAW_OPEN) cur_open_slot = gate_open_begins();
+  if (in->opcode == RAW_RENAME) gate_wait_before_rename();
   /* Before libfuse takes the file's path lock (page-store.h): an open or a size change must not
      be answered while a store decided before it can still land. */
   if ((in->opcode == RAW_OPEN || in->opcode == RAW_SETATTR) && m != NULL && in->nodeid != 0) {
@@ -528,6 +532,7 @@ static int chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t cou
       if (!cur_retry) gate_close(cur_pid, cur_opcode); /* renames wait for the retry (retry-gate.h) */
     }
     if (out->unique != 0 && out->unique == cur_unique && cur_retry) gate_open(cur_pid); /* the kernel retries once */
+    if (out->unique != 0 && out->unique == cur_unique && cur_open_slot >= 0) gate_open_answered(cur_open_slot), cur_open_slot = -1;
     if (out->unique != 0 && out->unique == cur_unique && out->error == 0) uncache_shared_inode(iov, count);
     if (out->unique != 0 && out->unique == cur_unique && out->error == 0 && cur_opcode == RAW_INIT) answer_init(iov, count);
     answers_store = cur_store != NULL && out->unique != 0 && out->unique == cur_unique;

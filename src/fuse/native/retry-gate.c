@@ -14,7 +14,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 /* pid 0: a free slot. until: when the gate opens by itself (CLOCK_MONOTONIC, ns). */
 static struct { uint32_t pid, opcode; uint64_t until; } slots[SLOTS];
 /* The latest `until` ever set: past it no gate is closed, and requests need not take the lock
-   (every open and stat asks gate_retrying). */
+   (every stat asks gate_retrying). */
 static uint64_t latest_until;
 
 static void init (void) {
@@ -72,16 +72,42 @@ void gate_open (uint32_t pid) {
   pthread_mutex_unlock(&lock);
 }
 
-void gate_wait_for_retries (void) {
-  if (__atomic_load_n(&latest_until, __ATOMIC_ACQUIRE) <= now_ns()) return;
+/* Opens under way, by sequence number (0: a free slot). */
+#define OPENS 64
+static uint64_t opens[OPENS];
+static uint64_t open_seq;
+
+int gate_open_begins (void) {
   pthread_once(&once, init);
   pthread_mutex_lock(&lock);
+  int i = 0;
+  while (i < OPENS && opens[i] != 0) i++;
+  if (i < OPENS) opens[i] = ++open_seq; /* (more at once than slots: that open goes unwaited for) */
+  pthread_mutex_unlock(&lock);
+  return i < OPENS ? i : -1;
+}
+
+void gate_open_answered (int slot) {
+  if (slot < 0 || slot >= OPENS) return;
+  pthread_mutex_lock(&lock);
+  opens[slot] = 0;
+  pthread_cond_broadcast(&changed);
+  pthread_mutex_unlock(&lock);
+}
+
+void gate_wait_before_rename (void) {
+  pthread_once(&once, init);
+  uint64_t deadline = now_ns() + GATE_HOLD_MS * 1000000ull;
+  pthread_mutex_lock(&lock);
+  uint64_t before = open_seq; /* only the opens under way now: later ones must not starve us */
   for (;;) {
-    uint64_t now = now_ns(), until = 0;
-    for (int i = 0; i < SLOTS; i++)
-      if (slots[i].pid != 0 && slots[i].until > now && slots[i].until > until) until = slots[i].until;
-    if (until == 0) break;
-    struct timespec t = { .tv_sec = (time_t) (until / 1000000000ull), .tv_nsec = (long) (until % 1000000000ull) };
+    uint64_t now = now_ns();
+    if (now >= deadline) break;
+    int wait = 0;
+    for (int i = 0; i < OPENS && !wait; i++) wait = opens[i] != 0 && opens[i] <= before;
+    for (int i = 0; i < SLOTS && !wait; i++) wait = slots[i].pid != 0 && slots[i].until > now;
+    if (!wait) break;
+    struct timespec t = { .tv_sec = (time_t) (deadline / 1000000000ull), .tv_nsec = (long) (deadline % 1000000000ull) };
     pthread_cond_timedwait(&changed, &lock, &t);
   }
   pthread_mutex_unlock(&lock);

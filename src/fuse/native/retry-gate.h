@@ -14,6 +14,12 @@
  * itself wait for the held rename (a look-up that needs the directory's lock, which the kernel
  * holds for the rename); the rename then goes first and the look-up finds the newest file, which
  * is fine too. Renames never wait while no retry is under way.
+ *
+ * A rename also waits for the opens that arrived before it. libfuse counts a handle only once our
+ * open has answered, and a rename over a file it does not count as open unlinks the file instead
+ * of hiding it (.fuse_hidden): the open then succeeds on a file whose path is gone, and the
+ * reader's fstat, which the kernel does not retry, fails with ESTALE. (Opens that arrive while the
+ * rename waits are not waited for, so readers in a loop cannot hold a rename back for long.)
  */
 #ifndef GFS_RETRY_GATE_H
 #define GFS_RETRY_GATE_H
@@ -29,7 +35,11 @@ void gate_close (uint32_t pid, uint32_t opcode);
 int gate_retrying (uint32_t pid, uint32_t opcode);
 /* The retry of pid is answered (whatever the answer: the kernel retries once). */
 void gate_open (uint32_t pid);
-/* A rename arrived: wait while the gate is closed for any process, for GATE_HOLD_MS at most. */
-void gate_wait_for_retries (void);
+/* An open arrived: its slot (-1: none free), for gate_open_answered once it is answered. */
+int gate_open_begins (void);
+void gate_open_answered (int slot);
+/* A rename arrived: wait while the gate is closed for any process, or an open that arrived before
+   it is unanswered, for GATE_HOLD_MS at most. */
+void gate_wait_before_rename (void);
 
 #endif
