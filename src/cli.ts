@@ -37,6 +37,7 @@ const tunables: Array<[flag: string, key: keyof GfsConfig, help: string, parse: 
   ['--chunk-size <size>', 'chunkSize', 'bytes per chunk (master)', parseSize],
   ['--replication <n>', 'replication', 'replicas per chunk (master)', parseCount],
   ['--lease-ms <ms>', 'leaseMs', 'primary lease length', parseCount],
+  ['--chunk-pool-size <n>', 'chunkPoolSize', 'new chunks placed ahead of need, 0 = none (master)', parseCount],
   ['--heartbeat-ms <ms>', 'heartbeatMs', 'chunkserver heartbeat interval (master)', parseCount],
   ['--dead-after-ms <ms>', 'deadAfterMs', 'silence after which a chunkserver is dead (master)', parseCount],
   ['--rpc-timeout-ms <ms>', 'rpcTimeoutMs', 'time-out of one request', parseCount],

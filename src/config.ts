@@ -63,6 +63,13 @@ export interface GfsConfig {
    * fast; bulk reads and writes lift it). 0: the scheduler places them.
    */
   pinFuseThreads: number;
+  /**
+   * New chunks the master has chunkservers make ahead of need, in one request per server, so a
+   * new file's first chunk costs a log record instead of a round of setVersion calls on its way
+   * (master/chunk-pool.ts; 0: every new chunk is placed when a writer asks for it). The pool
+   * fills only when chunks are taken from it; unused ones go after half a lease.
+   */
+  chunkPoolSize: number;
   /** Op-log records after which the master writes a checkpoint and starts a new log. */
   checkpointEvery: number;
   /** How long a deleted file stays in the trash, restorable with `gfs undelete` (the paper's 3 days). */
@@ -89,6 +96,7 @@ export const defaults: GfsConfig = {
   readAheadBytes: 8 * MiB,
   readAroundBytes: 64 * 1024,
   localReadBytes: 256 * 1024,
+  chunkPoolSize: 32,
   checkpointEvery: 100_000,
   trashGraceMs: 3 * 24 * 3600 * 1000,
   copiesPerServer: 2,

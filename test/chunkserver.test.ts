@@ -639,6 +639,27 @@ describe('chunkservers behind a fake master', () => {
     await pool.call(addr[1], 'write', { handle: h, version: 2, offset: 0, dataId, secondaries: others(1) });
   });
 
+  it('makes chunks in a batch (placed ahead of need): leased where asked, and never touches a replica that exists', async () => {
+    const kept = await newChunk(0);
+    await pool.call(addr[0], 'write', { handle: kept, version: 1, offset: 0, dataId: 'k', data: Buffer.from('keep me'), secondaries: others(0) });
+    const handles = [nextHandle++, nextHandle++, nextHandle++];
+    // Server i leads handles[i]; the batch also names `kept`, which must stay as it is.
+    const made = await Promise.all(
+      addr.map((a, i) => master.peers.get(a)!.call('makeChunks', { handles: [...handles, kept], lead: [handles[i]], version: 1, leaseMs: 60_000 })),
+    );
+    for (const m of made) expect([...m.made].sort()).toEqual([...handles].sort());
+    for (const [i, h] of handles.entries()) {
+      for (const a of addr) expect((await pool.call(a, 'read', { handle: h, version: 1, offset: 0, length: 10 })).chunkLength).toBe(0);
+      const j = (i + 1) % addr.length; // not the leader: refused
+      expect(await codeOf(pool.call(addr[j], 'write', { handle: h, version: 1, offset: 0, dataId: 'x', data: Buffer.from('no'), secondaries: others(j) }))).toBe('ESTALE');
+      await pool.call(addr[i], 'write', { handle: h, version: 1, offset: 0, dataId: `w${i}`, data: Buffer.from(`chunk ${i}`), secondaries: others(i) });
+      for (const a of addr) expect(Buffer.from((await pool.call(a, 'read', { handle: h, version: 1, offset: 0, length: 10 })).data).toString()).toBe(`chunk ${i}`);
+    }
+    for (const a of addr) expect(Buffer.from((await pool.call(a, 'read', { handle: kept, version: 1, offset: 0, length: 10 })).data).toString()).toBe('keep me');
+    // Bad fields: a typed error, nothing made.
+    expect(await codeOf(master.peers.get(addr[0])!.call('makeChunks', { handles: [-1], lead: [], version: 1, leaseMs: 1000 }))).toBe('EPROTO');
+  });
+
   it('never serves a read at another version', async () => {
     const h = await newChunk(0, 5);
     const dataId = await pushAll(Buffer.from('versioned'));

@@ -145,9 +145,10 @@ export class GfsClient {
 
   /** forWriting: the caller is about to write, so a new file's first chunk is leased with the create. */
   create(path: string, mode: number, uid: number, gid: number, exclusive: boolean, forWriting = false): Promise<Attr> {
-    // Under a delegation the first chunk is placed by the push after the close, off the create's
-    // critical path; otherwise along with the create (one round trip instead of two).
-    const wants = !forWriting ? {} : this.behind.enabled ? { delegate: true } : { target: true };
+    // The first chunk is leased along with the create (one round trip instead of two). Under a
+    // delegation only if the master has one placed ahead: the push after the close places it
+    // otherwise, off the create's way.
+    const wants = !forWriting ? {} : this.behind.enabled ? { delegate: true, target: true } : { target: true };
     const made = this.ask('create', { path, mode, uid, gid, exclusive, ...wants });
     return this.created(
       path,

@@ -145,7 +145,12 @@ export class Cluster {
 
   /** Servers that may take a new replica: alive, not draining, with room for a whole chunk. */
   eligible(exclude: Set<string> = new Set()): Chunkserver[] {
-    return this.alive().filter((s) => !exclude.has(s.id) && !this.isDraining(s) && s.freeBytes > this.minFreeBytes);
+    return this.alive().filter((s) => !exclude.has(s.id) && this.mayTake(s));
+  }
+
+  /** Whether s may take a new replica: alive, not draining, with room for a whole chunk. */
+  mayTake(s: Chunkserver): boolean {
+    return s.alive && !this.isDraining(s) && s.freeBytes > this.minFreeBytes;
   }
 
   /** Fewer of the servers up and in service have room for a new replica than a new chunk needs. */
@@ -168,12 +173,13 @@ export class Cluster {
   /**
    * Where new replicas should go (the seeds' placement by free space, chunk count and nearness):
    * servers with the fewest chunks (counting copies on their way) first, then the least full disk,
-   * then the nearest to `near` (the host a copy will come from).
+   * then the nearest to `near` (the host a copy will come from). also(s): chunks to count on s
+   * besides (the chunk pool's, placed but in no file yet).
    */
-  pickTargets(count: number, exclude: Set<string> = new Set(), near?: string): Chunkserver[] {
+  pickTargets(count: number, exclude: Set<string> = new Set(), near?: string, also: (s: Chunkserver) => number = () => 0): Chunkserver[] {
     const dist = (s: Chunkserver) => (near === undefined ? 0 : nearness(s.address, near));
     return this.eligible(exclude)
-      .map((s) => ({ s, n: this.expectedChunks(s), u: utilisation(s), d: dist(s) }))
+      .map((s) => ({ s, n: this.expectedChunks(s) + also(s), u: utilisation(s), d: dist(s) }))
       .sort((a, b) => a.n - b.n || a.u - b.u || a.d - b.d)
       .slice(0, count)
       .map((x) => x.s);

@@ -64,6 +64,15 @@ export class Leases {
   }
 
   /**
+   * A chunk placed ahead of need (chunk-pool.ts) became a file's: its lease, granted to primary
+   * when the replicas were made, is the running one from now on.
+   */
+  adopt(handle: ChunkHandle, index: number, primary: Chunkserver, holders: Chunkserver[], expiresAt: number): WriteTarget {
+    this.leases.set(handle, { primary: primary.id, expiresAt, holders: new Map(holders.map((s) => [s.id, s.epoch])) });
+    return this.describe(handle, index, primary, holders, expiresAt - Date.now());
+  }
+
+  /**
    * Whether a primary may be mutating the chunk now (as far as this master can know): then a copy
    * of it could miss writes, so re-replication and moves wait.
    */

@@ -187,6 +187,10 @@ export class Namespace {
         if (op.handle >= this.nextHandle) this.nextHandle = op.handle + 1;
         return node;
       }
+      case 'reserveHandles': {
+        if (op.next > this.nextHandle) this.nextHandle = op.next;
+        return undefined;
+      }
       case 'dropChunk': {
         const node = this.file(op.ino);
         if (node.chunks![op.index] !== op.handle) return node; // another chunk there by now

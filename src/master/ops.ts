@@ -18,6 +18,11 @@ export type NsOp =
   | { t: 'extend'; ino: number; size: number; time: Timespec; mtime?: Timespec }
   /** A new chunk at index of file ino, version 0 (not placed yet). */
   | { t: 'addChunk'; ino: number; index: number; handle: ChunkHandle }
+  /**
+   * Handles below next are taken: the chunk pool (chunk-pool.ts) has chunkservers make chunks
+   * under them before any file has them, so a restarted master must never hand them out again.
+   */
+  | { t: 'reserveHandles'; next: ChunkHandle }
   /** A new chunk that no chunkserver could make is forgotten: the index is a hole again. */
   | { t: 'dropChunk'; ino: number; index: number; handle: ChunkHandle }
   /** A chunk's version moved on (a lease was granted): replicas below it are stale. */

@@ -60,6 +60,8 @@ export class Repair implements Pending {
     private readonly leases: LeaseView,
     private readonly cfg: RepairConfig,
     private readonly log: Logger,
+    /** Whether a replica no file has is a chunk placed ahead of need (chunk-pool.ts), not garbage. */
+    private readonly placedAhead: (handle: ChunkHandle) => boolean = () => false,
   ) {
     cluster.pending = this;
   }
@@ -76,7 +78,9 @@ export class Repair implements Pending {
     for (const [handle, version] of chunks) {
       reported.add(handle);
       const want = this.ns.versions.get(handle);
-      if (want === undefined) remove.push([handle, version]); // garbage: no file has it any more
+      if (want === undefined) {
+        if (!this.placedAhead(handle)) remove.push([handle, version]); // garbage: no file has it any more
+      }
       else if (version < want || this.leases.missedGrant(handle, server.id, version)) {
         remove.push([handle, version]); // stale: missed a lease grant (never served: reads name the version)
         stale++;

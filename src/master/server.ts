@@ -10,6 +10,7 @@ import type { GfsConfig } from '../config.js';
 import { logger, type Logger } from '../log.js';
 import { Cluster, type Chunkserver, type ChunkserverPeer } from './cluster.js';
 import { Leases } from './leases.js';
+import { ChunkPool } from './chunk-pool.js';
 import type { Inode } from './namespace.js';
 import { OpLog } from './oplog.js';
 import { nowTimespec, type NsOp } from './ops.js';
@@ -77,7 +78,8 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   const cluster = new Cluster(cfg.deadAfterMs, cfg.chunkSize);
   const commit = (op: NsOp) => oplog.append(op);
   const leases = new Leases(ns, cluster, commit, cfg, recovered, log);
-  const repair = new Repair(ns, cluster, leases, cfg, log);
+  const pool = new ChunkPool(ns, cluster, leases, commit, cfg, log);
+  const repair = new Repair(ns, cluster, leases, cfg, log, (h) => pool.holds(h));
   const delegations = new Delegations(ns, cfg.rpcTimeoutMs, log);
   const isClient = (peer: { tag: string | undefined }) => peer.tag === undefined; // chunkservers tag theirs at register
   /** attr, with the write delegation of its file granted to peer if it asked and may have it. */
@@ -124,8 +126,10 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     return op.handle;
   }
 
-  /** A lease on the file's chunk at index (made if the file has none there). */
+  /** A lease on the file's chunk at index (made, or taken from the pool, if the file has none there). */
   async function chunkTarget(node: Inode, index: number): Promise<WriteTarget> {
+    const placed = node.chunks![index] ? undefined : pool.place(node, index);
+    if (placed) return placed;
     const handle = allocate(node, index);
     const fresh = ns.versions.get(handle) === 0;
     try {
@@ -147,7 +151,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   }
 
   /** A new file at path (or the existing one, unless exclusive), maybe with its first chunk leased. */
-  async function create({ path, mode, uid, gid, exclusive, target }: MasterApi['create'][0]): Promise<MasterApi['create'][1]> {
+  async function create({ path, mode, uid, gid, exclusive, target, delegate }: MasterApi['create'][0]): Promise<MasterApi['create'][1]> {
     const { dir, name } = ns.parentOf(path);
     const existing = dir.children!.get(name);
     if (existing !== undefined) {
@@ -162,7 +166,9 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     // The first chunk's records join the create's log write, and its replicas are made while
     // that write is on its way.
     const { node, logged } = applyAndLog(op);
-    const first = chunkTarget(node!, 0).catch((e: Error) => {
+    // A delegated writer pushes after its close, off the create's way: it takes a placed chunk if
+    // one is ready, and never waits for chunkservers here.
+    const first = (delegate === true ? pool.place(node!, 0) ?? Promise.resolve(undefined) : chunkTarget(node!, 0)).catch((e: Error) => {
       log.warn(`create ${path}: no first chunk yet: ${e.message}`);
       return undefined;
     });
@@ -336,6 +342,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     for (const s of cluster.expire(now)) log.warn(`chunkserver ${s.address} missed its heartbeats: dead`);
     repair.tick(now);
     leases.sweep();
+    pool.sweep(now);
     const full = cluster.shortOfRoom(cfg.replication) ? cluster.outOfRoom() : undefined;
     trash.tick(now, full && ((ino) => (ns.get(ino).chunks ?? []).some((h) => h !== 0 && cluster.holdsAny(h, full))));
   }, Math.max(100, Math.min(cfg.heartbeatMs, 1000)));

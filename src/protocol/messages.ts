@@ -177,6 +177,8 @@ export interface MasterClientApi {
    * exclusive: fail with EEXIST if the name exists (O_EXCL); otherwise return the existing file.
    * target: a new file's first chunk is placed and leased along with the create (one round trip,
    * one log write, instead of a writeTarget after it); left out if that fails or the file existed.
+   * With delegate as well, only a chunk placed ahead of need (master/chunk-pool.ts) is given: such
+   * a create never waits for chunkservers.
    */
   create: [
     { path: string; mode: number; uid: number; gid: number; exclusive: boolean; target?: boolean; delegate?: boolean },
@@ -291,6 +293,12 @@ export interface ChunkserverControlApi {
    * leaseMs is set for the one replica that becomes primary.
    */
   setVersion: [{ handle: ChunkHandle; version: number; create: boolean; leaseMs?: number }, Record<string, never>];
+  /**
+   * New empty replicas the master places ahead of need (master/chunk-pool.ts), all at version;
+   * this server holds the lease (leaseMs) of those in lead. Handles it already holds are left
+   * alone. made: the ones it now holds (ENOSPC and the like only when it made none).
+   */
+  makeChunks: [{ handles: ChunkHandle[]; lead: ChunkHandle[]; version: number; leaseMs: number }, { made: ChunkHandle[] }];
 }
 
 /** [offset in the chunk, length]: one piece of a vectored write; the data holds the pieces in order. */
