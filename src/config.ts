@@ -96,7 +96,7 @@ export const defaults: GfsConfig = {
   readAheadBytes: 8 * MiB,
   readAroundBytes: 64 * 1024,
   localReadBytes: 256 * 1024,
-  chunkPoolSize: 32,
+  chunkPoolSize: 64,
   checkpointEvery: 100_000,
   trashGraceMs: 3 * 24 * 3600 * 1000,
   copiesPerServer: 2,

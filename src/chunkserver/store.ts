@@ -150,13 +150,15 @@ export class ChunkStore {
    * A new, empty replica at version. Not fsync'd: an empty replica lost in a machine crash is just
    * a missing replica (the master copies the chunk again), and the data written into it later is
    * only forced to disk by sync() — which also syncs the directory, and so the new names.
+   * fromSpare false: made in place, for a create off any writer's way (a chunk placed ahead of
+   * need): two renames cost more than making the files, and spares are for creates in a hurry.
    */
-  create(handle: ChunkHandle, version: number): Promise<void> {
+  create(handle: ChunkHandle, version: number, fromSpare = true): Promise<void> {
     return this.ns.run(async () => {
       if (this.replicas.has(handle)) return;
       const r = this.newReplica(handle, version, 0, new CrcTable(), false);
       try {
-        const spare = this.spares.take();
+        const spare = fromSpare ? this.spares.take() : undefined;
         if (spare) {
           renameSync(spare.meta, r.metaPath);
           renameSync(spare.data, r.dataPath);

@@ -106,7 +106,8 @@ export class ChunkPool {
 
   private fill(): void {
     const size = Math.min(this.cfg.chunkPoolSize, MAX_BATCH);
-    if (this.filling || size === 0 || this.ready.length > size / 2) return;
+    // Topped up while a quarter is gone: making a batch takes a while, and meanwhile creates go on.
+    if (this.filling || size === 0 || this.ready.length > (size * 3) / 4) return;
     this.filling = true;
     this.make(size - this.ready.length)
       .catch((e) => this.log.warn(`chunk pool: ${asGfsError(e).message}`))
