@@ -268,6 +268,14 @@ async function main() {
   }
   process.on('SIGINT', () => cleanup().then(() => process.exit(130)));
   process.on('SIGTERM', () => cleanup().then(() => process.exit(143)));
+  // A reader of our output that went away (`| head`): stop as if interrupted, not with the
+  // children left running.
+  process.stdout.on('error', () => cleanup().then(() => process.exit(141)));
+  // However else this process ends (an uncaught error), no master is left behind: only
+  // synchronous work is possible here.
+  process.on('exit', () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  });
 
   try {
     // ============================================================ 1. rates

@@ -64,10 +64,11 @@ export interface GfsConfig {
    */
   pinFuseThreads: number;
   /**
-   * New chunks the master has chunkservers make ahead of need, in one request per server, so a
-   * new file's first chunk costs a log record instead of a round of setVersion calls on its way
-   * (master/chunk-pool.ts; 0: every new chunk is placed when a writer asks for it). The pool
-   * fills only when chunks are taken from it; unused ones go after half a lease.
+   * Most new chunks the master has chunkservers make ahead of need, in one request per server,
+   * so a new file's first chunk costs a log record instead of a round of setVersion calls on its
+   * way (master/chunk-pool.ts; 0: every new chunk is placed when a writer asks for it). The pool
+   * fills only when chunks are taken from it, as many as recent demand asks for up to this; unused
+   * ones go after half a lease.
    */
   chunkPoolSize: number;
   /** Op-log records after which the master writes a checkpoint and starts a new log. */

@@ -14,7 +14,10 @@
 //   least half a lease is left; the writer then
 //   runs under the lease the primary took when it made the chunk (Leases.adopt). Others are
 //   dropped, to be deleted as garbage.
-// - The pool fills when chunks are taken from it, so an idle master keeps nothing placed.
+// - The pool fills when chunks are taken from it, so an idle master keeps nothing placed. How many
+//   it keeps follows demand: a tenth of the new chunks asked for in the last second (what a batch
+//   takes to make, with room to spare), at least MIN_WANT, at most chunkPoolSize; a file made
+//   now and then costs a couple of chunks made for nothing, not a whole batch.
 
 import { asGfsError } from '../protocol/errors.js';
 import type { ChunkHandle, WriteTarget } from '../protocol/messages.js';
@@ -26,6 +29,8 @@ import type { NsOp } from './ops.js';
 
 /** makeChunks takes at most this many at once (chunkserver/control.ts). */
 const MAX_BATCH = 1024;
+/** The fewest chunks the pool aims to keep once asked for one. */
+const MIN_WANT = 2;
 
 interface Placed {
   handle: ChunkHandle;
@@ -42,6 +47,8 @@ export class ChunkPool {
   /** Handles being made or ready: no file has them yet. */
   private readonly held = new Set<ChunkHandle>();
   private filling = false;
+  /** New chunks asked for in the current second (from start) and in the one before it. */
+  private readonly demand = { start: 0, now: 0, before: 0 };
 
   constructor(
     private readonly ns: Namespace,
@@ -88,6 +95,13 @@ export class ChunkPool {
   private take(): Placed | undefined {
     const now = Date.now();
     let got: Placed | undefined;
+    const d = this.demand;
+    if (now - d.start >= 1000) {
+      d.before = now - d.start < 2000 ? d.now : 0;
+      d.start = now;
+      d.now = 0;
+    }
+    d.now++;
     while (!got && this.ready.length > 0) {
       const p = this.ready.shift()!;
       this.held.delete(p.handle);
@@ -105,11 +119,12 @@ export class ChunkPool {
   }
 
   private fill(): void {
-    const size = Math.min(this.cfg.chunkPoolSize, MAX_BATCH);
+    const perSecond = Math.max(this.demand.now, this.demand.before);
+    const want = Math.min(this.cfg.chunkPoolSize, MAX_BATCH, Math.max(MIN_WANT, Math.ceil(perSecond / 10)));
     // Topped up while a quarter is gone: making a batch takes a while, and meanwhile creates go on.
-    if (this.filling || size === 0 || this.ready.length > (size * 3) / 4) return;
+    if (this.filling || want === 0 || this.ready.length > (want * 3) / 4) return;
     this.filling = true;
-    this.make(size - this.ready.length)
+    this.make(want - this.ready.length)
       .catch((e) => this.log.warn(`chunk pool: ${asGfsError(e).message}`))
       .finally(() => {
         this.filling = false;
