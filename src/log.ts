@@ -8,9 +8,23 @@ export interface Logger {
   debug(msg: string): void;
 }
 
+/**
+ * Set once stderr fails (its reader went away: `gfs master 2>&1 | head`). The daemon keeps serving,
+ * silently: each failed write raised an error that was logged to stderr again, and the daemon spun
+ * at full CPU in that loop (and took 15 s to stop on SIGTERM).
+ */
+let stderrGone = false;
+let watching = false;
+
 export function logger(role: string): Logger {
-  const line = (level: string, msg: string) =>
-    process.stderr.write(`${new Date().toISOString()} ${role}${level} ${msg}\n`);
+  if (!watching) {
+    watching = true;
+    process.stderr.on('error', () => void (stderrGone = true));
+    process.stdout.on('error', () => {}); // the ready line's reader went away: nothing else goes there
+  }
+  const line = (level: string, msg: string) => {
+    if (!stderrGone) process.stderr.write(`${new Date().toISOString()} ${role}${level} ${msg}\n`);
+  };
   return {
     info: (msg) => line('', msg),
     warn: (msg) => line(' WARN', msg),

@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ok, root, sh } from './helpers/cluster.js';
+import { connect } from '../src/protocol/rpc.js';
+import type { MasterApi } from '../src/protocol/messages.js';
 
 const gfs = `node ${join(root, 'dist/cli.js')}`;
 const dirs: string[] = [];
@@ -28,6 +30,34 @@ describe('gfs command line', () => {
     for (const cmd of ['', 'master', 'chunkserver', 'mount', 'up', 'status']) {
       const out = await ok(`${gfs} ${cmd} --help`);
       expect(out).toMatch(/Usage: gfs/);
+    }
+  });
+
+  it('a daemon whose log reader went away keeps serving silently and stops cleanly on SIGTERM', async () => {
+    const d = await tmp();
+    const proc = spawn(process.execPath, [join(root, 'dist/cli.js'), 'master', '--data', join(d, 'm'), '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: proc.stdout! }).on('line', (l) => l.startsWith('gfs-ready ') && resolve(l.slice(10)));
+        proc.once('exit', () => reject(new Error('master exited')));
+      });
+      proc.stderr!.destroy(); // as `gfs master 2>&1 | head -1` does once head has its line
+      // Something to log into the closed pipe (a chunkserver coming and going), then still an answer.
+      const peer = await connect<MasterApi>(url, { maxFrameBytes: 1 << 20, timeoutMs: 5000, log: { info() {}, warn() {}, debug() {} } });
+      await peer.call('register', { id: 'cs-test', address: '127.0.0.1:9', chunks: [], freeBytes: 0, usedBytes: 0 });
+      peer.close();
+      expect((await sh(`${gfs} status ${url}`)).code).toBe(0);
+      const cpuBefore = await sh(`awk '{print $14 + $15}' /proc/${proc.pid}/stat`);
+      await new Promise((r) => setTimeout(r, 1000));
+      const cpuAfter = await sh(`awk '{print $14 + $15}' /proc/${proc.pid}/stat`);
+      // Idle, not spinning on the write errors (it burnt a whole CPU: 100 ticks a second).
+      expect(Number(cpuAfter.stdout) - Number(cpuBefore.stdout)).toBeLessThan(50);
+      const exited = new Promise<[number | null, string | null]>((r) => proc.once('exit', (code, sig) => r([code, sig])));
+      proc.kill('SIGTERM');
+      // Exit 0 is a clean stop; the 15 s emergency exit says 1.
+      expect(await exited).toEqual([0, null]);
+    } finally {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     }
   });
 
