@@ -78,6 +78,32 @@ describe('master restart', () => {
     }
   });
 
+  it('sizes a create carries are applied with it, one outcome each, and kept across a restart; a retried create leaves them to the client', async () => {
+    let peer = await c.masterPeer();
+    const mk = (path: string, rid?: string) => ({ path, mode: 0o644, uid: 0, gid: 0, exclusive: true, ...(rid ? { rid } : {}) });
+    const a = await peer.call('create', mk('/sized-a'));
+    const next = mk('/sized-b', 'test-client-sized');
+    const sizes = [{ ino: a.ino, size: 12345 }, { ino: 987654321, size: 1 }];
+    const b = await peer.call('create', { ...next, sizes });
+    expect(b.sized?.map((r) => ('ino' in r ? `${r.ino} ${r.size}` : r.code))).toEqual([`${a.ino} 12345`, 'ENOENT']);
+    expect((await peer.call('getattr', { ino: a.ino })).size).toBe(12345);
+    // The same request again (its reply lost): the create's outcome, and no word on the sizes.
+    const again = await peer.call('create', { ...next, sizes: [{ ino: a.ino, size: 99999 }] });
+    expect(again.ino).toBe(b.ino);
+    expect(again.sized).toBeUndefined();
+    expect((await peer.call('getattr', { ino: a.ino })).size).toBe(12345);
+    peer.close();
+    await c.kill(c.master, 'SIGKILL');
+    await c.restartMaster();
+    peer = await c.masterPeer();
+    try {
+      expect((await peer.call('lookup', { path: '/sized-a' })).size).toBe(12345);
+      expect((await peer.call('create', next)).ino).toBe(b.ino); // the id is the create's, not an extend's
+    } finally {
+      peer.close();
+    }
+  });
+
   it('a deleted file stays in the trash across a master restart, and `gfs undelete` brings it back identical', async () => {
     await ok(`head -c 9000000 /dev/urandom > ${scratch}/u && cp ${scratch}/u ${m}/u && rm ${m}/u`);
     expect((await sh(`ls ${m}/u`)).code).not.toBe(0);

@@ -14,6 +14,7 @@ import { MasterLink } from './master-link.js';
 import { OpenFile } from './open-file.js';
 import { AppendQueue } from './append-queue.js';
 import { WriteBehind } from './write-behind.js';
+import { SIZE_WAIT_MS, SizeUpdates } from './size-updates.js';
 
 const later = (a: Attr['ctime'], b: Attr['ctime']): boolean => a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
 
@@ -26,6 +27,8 @@ export class GfsClient {
   private readonly listings: DirListings;
   private readonly unlinks: DeferredUnlinks;
   private readonly behind: WriteBehind;
+  /** Sizes from background pushes, waiting to go with the next create (size-updates.ts). */
+  private readonly sizes = new SizeUpdates((update) => this.ask('extend', update), SIZE_WAIT_MS);
   /** When files were last written here (for their times until the master has the writes). */
   private readonly changedAt = new Map<number, Attr['ctime']>();
   private readonly idleTimer: NodeJS.Timeout;
@@ -77,6 +80,7 @@ export class GfsClient {
 
   /** Wait until the master has every change this client answered for ahead of it (unmount). */
   async settled(): Promise<void> {
+    this.sizes.hurry();
     await Promise.all([this.unlinks.settled(), this.behind.settleAll()]);
   }
 
@@ -149,10 +153,12 @@ export class GfsClient {
     // delegation only if the master has one placed ahead: the push after the close places it
     // otherwise, off the create's way.
     const wants = !forWriting ? {} : this.behind.enabled ? { delegate: true, target: true } : { target: true };
-    const made = this.ask('create', { path, mode, uid, gid, exclusive, ...wants });
+    const sizes = this.sizes.take();
+    const made = this.ask('create', { path, mode, uid, gid, exclusive, ...wants, ...(sizes ? { sizes: sizes.updates } : {}) });
+    made.then((r) => sizes?.settle(r.sized), () => sizes?.settle(undefined));
     return this.created(
       path,
-      made.then(({ target, delegated, ...attr }) => {
+      made.then(({ target, delegated, sized: _, ...attr }) => {
         if (target) this.io.firstTarget(attr.ino, target);
         if (delegated) this.behind.took(path, attr.ino, delegated);
         return attr;
@@ -248,10 +254,14 @@ export class GfsClient {
     return attr;
   }
 
-  /** The file has bytes up to size on its replicas, written here at the time noteChange took. */
-  async extend(ino: number, size: number): Promise<void> {
+  /**
+   * The file has bytes up to size on its replicas, written here at the time noteChange took.
+   * behind: pushed after its close, so the size may wait a moment for a create to carry it.
+   */
+  async extend(ino: number, size: number, behind = false): Promise<void> {
     const mtime = this.changedAt.get(ino);
-    this.noteAttr(await this.ask('extend', { ino, size, ...(mtime ? { mtime } : {}) }));
+    const update = { ino, size, ...(mtime ? { mtime } : {}) };
+    this.noteAttr(await (behind ? this.sizes.add(update) : this.ask('extend', update)));
   }
 
   /** Attributes the master sent back after a change made for this client (a size update). */
@@ -342,6 +352,7 @@ export class GfsClient {
   /** flush, and every replica written since the file's last fsync here is on disk. */
   async fsyncFile(f: OpenFile): Promise<void> {
     this.appends.hurry(f.ino);
+    this.sizes.hurry();
     await this.behind.settle(f.ino);
     for (const [h, servers] of this.behind.takeUnsynced(f.ino) ?? []) f.touched.set(h, servers);
     await f.fsync();
@@ -387,6 +398,7 @@ export class GfsClient {
     const set = this.open.get(ino);
     if (set) for (const f of [...set]) if (all || f.dirty) await f.flushFinished();
     this.appends.hurry(ino);
+    this.sizes.hurry();
     await this.behind.settle(ino);
   }
 

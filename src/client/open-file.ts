@@ -260,7 +260,7 @@ export class OpenFile {
    */
   async flush(behind = false): Promise<void> {
     await this.sendRecords(behind);
-    await this.push();
+    await this.push(behind);
   }
 
   /**
@@ -285,8 +285,11 @@ export class OpenFile {
     await this.push();
   }
 
-  /** The buffered writes go out; the master learns the size; all of it awaited. */
-  private async push(): Promise<void> {
+  /**
+   * The buffered writes go out; the master learns the size; all of it awaited. behind: a push after
+   * the close (write-behind), whose size may wait a moment to go with a create (size-updates.ts).
+   */
+  private async push(behind = false): Promise<void> {
     await this.sendBuffered();
     // The master takes the new size while the last writes travel (a record append's offset is
     // known only once it is done, so appends have been awaited above). Not earlier: sent with a
@@ -295,7 +298,7 @@ export class OpenFile {
     // covering the range it did not fill, which then reads as zeros (as a failed writeback does
     // on a local disk) - the flush reports the error either way.
     const end = this.dirtyEnd;
-    const extended = end > 0 ? this.client.extend(this.ino, end) : null;
+    const extended = end > 0 ? this.client.extend(this.ino, end, behind) : null;
     extended?.catch(() => {}); // awaited below, after the writes
     while (this.batches.length > 0) await this.batches[0].done;
     if (extended) {

@@ -2,8 +2,8 @@
 // chunkservers all dial. Mutations are applied in memory, logged, and answered after the fsync.
 
 import { mkdir } from 'node:fs/promises';
-import { GfsError, asGfsError } from '../protocol/errors.js';
-import type { Attr, ChunkLocation, MasterApi, SetAttr, Timespec, WriteTarget } from '../protocol/messages.js';
+import { GfsError, asGfsError, type ErrorCode } from '../protocol/errors.js';
+import type { Attr, ChunkLocation, MasterApi, SetAttr, SizeUpdate, Timespec, WriteTarget } from '../protocol/messages.js';
 import { withoutSetId } from '../protocol/modes.js';
 import { RpcServer, type Handlers } from '../protocol/rpc.js';
 import type { GfsConfig } from '../config.js';
@@ -150,6 +150,28 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     return s;
   }
 
+  function extendOp({ ino, size, mtime }: SizeUpdate): NsOp {
+    const node = fileNode(ino);
+    const time = nowTimespec();
+    return { t: 'extend', ino: node.ino, size: num(size, 'size'), time, ...writtenAt(mtime, node.mtime, time) };
+  }
+
+  /**
+   * A size a create carries (client/size-updates.ts): an extend, logged with the create but not
+   * under its request id (a retried create's outcome is its own op; an extend may happen twice).
+   */
+  async function sizeFromCreate(update: SizeUpdate): Promise<Attr | { code: ErrorCode; message: string }> {
+    try {
+      const op = extendOp(update);
+      const node = ns.apply(op);
+      await commit(op);
+      return attrOf(node);
+    } catch (e) {
+      const err = asGfsError(e);
+      return { code: err.code, message: err.message };
+    }
+  }
+
   /** A new file at path (or the existing one, unless exclusive), maybe with its first chunk leased. */
   async function create({ path, mode, uid, gid, exclusive, target, delegate }: MasterApi['create'][0]): Promise<MasterApi['create'][1]> {
     const { dir, name } = ns.parentOf(path);
@@ -193,7 +215,12 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       const sg = setgidDir(path);
       return attrOf(await mutate({ t: 'mkdir', path, mode: num(mode, 'mode') | (sg ? 0o2000 : 0), uid: num(uid, 'uid'), gid: sg ? sg.gid : num(gid, 'gid'), ino: ns.nextIno, time: nowTimespec() }));
     },
-    create: async (req, peer) => delegated(await create(req), req.delegate, peer as ClientPeer),
+    create: async (req, peer) => {
+      const made = create(req); // its own op first: a retried create's outcome is that op (replies.ts)
+      const sized = Array.isArray(req.sizes) ? Promise.all(req.sizes.map(sizeFromCreate)) : undefined;
+      const attr = delegated(await made, req.delegate, peer as ClientPeer);
+      return sized ? { ...attr, sized: await sized } : attr;
+    },
     unlink: async ({ path }) => (await mutate({ t: 'unlink', path, time: nowTimespec() }), {}),
     unlinks: async ({ items }, peer) => {
       if (!Array.isArray(items)) throw new GfsError('EINVAL', 'unlinks: items must be a list');
@@ -242,11 +269,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       if (cutLength > 0 && handle && ns.versions.get(handle)! > 0) cut = await leases.target(handle, index);
       return { attr, cut, cutLength };
     },
-    extend: async ({ ino, size, mtime }) => {
-      const node = fileNode(ino);
-      const time = nowTimespec();
-      return attrOf(await mutate({ t: 'extend', ino: node.ino, size: num(size, 'size'), time, ...writtenAt(mtime, node.mtime, time) }));
-    },
+    extend: async (update) => attrOf(await mutate(extendOp(update))),
     statfs: () => {
       let total = 0;
       let free = 0;

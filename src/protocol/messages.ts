@@ -162,6 +162,13 @@ export interface RequestId {
   rid?: string;
 }
 
+/** A file's new size after a writer's push, as extend takes it. */
+export interface SizeUpdate {
+  ino: number;
+  size: number;
+  mtime?: Timespec;
+}
+
 /** Requests a client (or the CLI) sends to the master. Paths are absolute, '/'-separated. */
 export interface MasterClientApi {
   /**
@@ -179,10 +186,13 @@ export interface MasterClientApi {
    * one log write, instead of a writeTarget after it); left out if that fails or the file existed.
    * With delegate as well, only a chunk placed ahead of need (master/chunk-pool.ts) is given: such
    * a create never waits for chunkservers.
+   * sizes: extends the client's background pushes made known (client/size-updates.ts), applied
+   * after the create and logged with it; sized: each one's outcome, in order (left out when the
+   * create failed, or was answered again for a retried id: the client then sends them alone).
    */
   create: [
-    { path: string; mode: number; uid: number; gid: number; exclusive: boolean; target?: boolean; delegate?: boolean },
-    Attr & { target?: WriteTarget; delegated?: number },
+    { path: string; mode: number; uid: number; gid: number; exclusive: boolean; target?: boolean; delegate?: boolean; sizes?: SizeUpdate[] },
+    Attr & { target?: WriteTarget; delegated?: number; sized?: Array<Attr | { code: ErrorCode; message: string }> },
   ];
   /** Write delegations the client no longer needs (everything it wrote under them is flushed). */
   giveBack: [{ inos: number[] }, Record<string, never>];
@@ -209,7 +219,7 @@ export interface MasterClientApi {
    * (when the writer wrote them, for writes pushed after their close), kept between the file's last
    * mtime and now.
    */
-  extend: [{ ino: number; size: number; mtime?: Timespec }, Attr];
+  extend: [SizeUpdate, Attr];
   statfs: [Record<string, never>, FsStats];
   /** Chunk locations for reads: chunks [first, first + count) that exist (holes are left out). */
   chunks: [{ ino: number; first: number; count: number }, { size: number; chunks: ChunkLocation[] }];
