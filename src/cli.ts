@@ -2,6 +2,7 @@
 // gfs: one command per role. Daemons run in the foreground, log to stderr, print a readiness line
 // on stdout, and stop cleanly on SIGTERM.
 
+import './v8-flags.js'; // first: before any other module's code runs
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { configFrom, defaults, MiB, type GfsConfig } from './config.js';
 import { announceReady, fail, runUntilSignal } from './daemon.js';

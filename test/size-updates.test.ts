@@ -38,6 +38,16 @@ describe('size updates', () => {
     expect(alone).toEqual([{ ino: 3, size: 30 }]);
   });
 
+  it('sizes a create holds up for long go alone as well; the first outcome counts', async () => {
+    const { q, alone } = queue(60_000);
+    const p = q.add({ ino: 9, size: 90 });
+    const taken = q.take()!;
+    expect((await p).size).toBe(90); // the create never answered: sent alone after 100 ms
+    expect(alone).toEqual([{ ino: 9, size: 90 }]);
+    taken.settle([{ code: 'EIO', message: 'late' }]); // too late to count
+    expect(alone.length).toBe(1);
+  });
+
   it('a failed create leaves them to extends of their own; hurry sends what waits at once', async () => {
     const { q, alone } = queue(60_000);
     const p = q.add({ ino: 7, size: 70 });

@@ -16,11 +16,19 @@ type Outcome = NonNullable<MasterClientApi['create'][1]['sized']>[number];
 
 /** The longest a size waits for a create to take it: what a push after a close may take longer. */
 export const SIZE_WAIT_MS = 5;
+/**
+ * The longest sizes wait for the create that took them. A create can wait at the master for a
+ * recall of a file another mount holds, and that mount's recall for one of our files, which waits
+ * for one of these sizes: they go alone as well after this (an extend applied twice does no harm).
+ */
+const CREATE_WAIT_MS = 100;
 
 interface Waiting {
   update: SizeUpdate;
   resolve(attr: Attr): void;
   reject(err: Error): void;
+  /** waiting: in the queue or a create; sent: in an extend of its own; done: settled. */
+  state: 'waiting' | 'sent' | 'done';
 }
 
 export class SizeUpdates {
@@ -36,7 +44,7 @@ export class SizeUpdates {
   /** Resolves with the file's attributes once the master has the size on disk. */
   add(update: SizeUpdate): Promise<Attr> {
     return new Promise<Attr>((resolve, reject) => {
-      this.queued.push({ update, resolve, reject });
+      this.queued.push({ update, resolve, reject, state: 'waiting' });
       this.timer ??= setTimeout(() => this.hurry(), this.waitMs);
     });
   }
@@ -48,15 +56,18 @@ export class SizeUpdates {
   take(): { updates: SizeUpdate[]; settle(sized: Outcome[] | undefined): void } | undefined {
     if (this.queued.length === 0) return undefined;
     const taken = this.drain();
+    const late = setTimeout(() => taken.forEach((w) => this.send(w)), CREATE_WAIT_MS);
     return {
       updates: taken.map((w) => w.update),
-      settle: (sized) =>
+      settle: (sized) => {
+        clearTimeout(late);
         taken.forEach((w, i) => {
           const r = sized?.[i];
-          if (r && 'ino' in r) w.resolve(r);
-          else if (r && 'code' in r) w.reject(new GfsError(r.code, r.message));
+          if (r && 'ino' in r) finish(w, () => w.resolve(r));
+          else if (r && 'code' in r) finish(w, () => w.reject(new GfsError(r.code, r.message)));
           else this.send(w);
-        }),
+        });
+      },
     };
   }
 
@@ -74,6 +85,18 @@ export class SizeUpdates {
   }
 
   private send(w: Waiting): void {
-    this.sendAlone(w.update).then(w.resolve, w.reject);
+    if (w.state !== 'waiting') return;
+    w.state = 'sent';
+    this.sendAlone(w.update).then(
+      (attr) => finish(w, () => w.resolve(attr)),
+      (err: Error) => finish(w, () => w.reject(err)),
+    );
   }
+}
+
+/** The first outcome of a size counts (the create's, or its extend's when both went). */
+function finish(w: Waiting, settle: () => void): void {
+  if (w.state === 'done') return;
+  w.state = 'done';
+  settle();
 }
