@@ -11,9 +11,8 @@
 // - Until a file has it, a pooled chunk is not garbage to repair (holds()).
 // - A chunk is given out only while every replica's server has been up without a break since it
 //   made it (same epoch) and may still take new replicas (not draining, room for a chunk), and at
-//   least half a lease is left; the writer then
-//   runs under the lease the primary took when it made the chunk (Leases.adopt). Others are
-//   dropped, to be deleted as garbage.
+//   least half a lease is left; the writer then runs under the lease the primary took when it
+//   made the chunk (Leases.adopt). Others are dropped, to be deleted as garbage.
 // - The pool fills when chunks are taken from it, so an idle master keeps nothing placed. How many
 //   it keeps follows demand: a tenth of the new chunks asked for in the last second (what a batch
 //   takes to make, with room to spare), at least MIN_WANT, at most chunkPoolSize; a file made
@@ -62,10 +61,6 @@ export class ChunkPool {
   /** Whether a chunkserver's replica of handle is one of the pool's (not garbage). */
   holds(handle: ChunkHandle): boolean {
     return this.held.has(handle);
-  }
-
-  get size(): number {
-    return this.ready.length;
   }
 
   /**

@@ -79,9 +79,9 @@ export class Repair implements Pending {
       reported.add(handle);
       const want = this.ns.versions.get(handle);
       if (want === undefined) {
-        if (!this.placedAhead(handle)) remove.push([handle, version]); // garbage: no file has it any more
-      }
-      else if (version < want || this.leases.missedGrant(handle, server.id, version)) {
+        // Garbage: no file has it any more (or yet, if the chunk pool placed it ahead of need).
+        if (!this.placedAhead(handle)) remove.push([handle, version]);
+      } else if (version < want || this.leases.missedGrant(handle, server.id, version)) {
         remove.push([handle, version]); // stale: missed a lease grant (never served: reads name the version)
         stale++;
       } else current.add(handle); // (a version above ours cannot be: every bump is logged first)
