@@ -73,6 +73,7 @@ export class SizeUpdates {
 
   /** Everything waiting goes now. */
   hurry(): void {
+    if (this.queued.length === 0) return; // (on every read and stat of a file being written)
     for (const w of this.drain()) this.send(w);
   }
 
