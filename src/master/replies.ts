@@ -6,7 +6,6 @@
 // just removed). Ids are kept for the last `max` changes, rebuilt from the op log at start-up (a
 // checkpoint forgets them: it happens only every checkpointEvery records).
 
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { retriedRequests, type MasterApi } from '../protocol/messages.js';
 import type { Handlers } from '../protocol/rpc.js';
 import type { Namespace } from './namespace.js';
@@ -30,7 +29,13 @@ export class Replies {
   private readonly ring: Array<string | undefined>;
   private at = 0;
   private readonly running = new Map<string, Promise<unknown>>();
-  private readonly current = new AsyncLocalStorage<string>();
+  /**
+   * The id of the request whose handler is running its synchronous part. Every retried request's
+   * handler applies and tags its op before its first await (server.ts: mutate), so a plain field
+   * set around that part is enough; AsyncLocalStorage did it for any await too, but its promise
+   * hooks taxed every promise of the master.
+   */
+  private current: string | undefined;
 
   constructor(private readonly max = 100_000) {
     this.ring = new Array<string | undefined>(max);
@@ -47,8 +52,9 @@ export class Replies {
 
   /** The record to log for op: tagged with the id of the request being served, if it has one. */
   tag(op: NsOp): NsOp {
-    const rid = this.current.getStore();
+    const rid = this.current;
     if (rid === undefined) return op;
+    this.current = undefined; // only the request's first op is its outcome, and tagged
     this.remember(rid, op);
     return { ...op, rid } as Tagged;
   }
@@ -66,7 +72,14 @@ export class Replies {
         if (running) return running; // the first try is still being served
         if (this.done.has(rid)) return outcome(this.done.get(rid)!, ns);
         const p = Promise.resolve()
-          .then(() => this.current.run(rid, () => h(req, peer)))
+          .then(() => {
+            this.current = rid;
+            try {
+              return h(req, peer);
+            } finally {
+              this.current = undefined;
+            }
+          })
           .finally(() => this.running.delete(rid));
         this.running.set(rid, p);
         return p;
