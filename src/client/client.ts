@@ -100,6 +100,11 @@ export class GfsClient {
 
   // ------------------------------------------------------------------ namespace
 
+  /** path is not there, as far as this client knows: lookup(path) would throw ENOENT without asking. */
+  knownAbsent(path: string): boolean {
+    return this.attrs.get(path) === undefined && this.listings.absent(path);
+  }
+
   /** Attributes of path; fresh=true always asks the master (open: close-to-open consistency). */
   async lookup(path: string, fresh = false, delegate = false): Promise<Attr> {
     let attr = fresh ? undefined : this.attrs.get(path);

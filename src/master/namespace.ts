@@ -120,7 +120,7 @@ export class Namespace {
     for (const name of names) {
       if (node.type !== 'dir') throw new GfsError('ENOTDIR', `not a directory on the way to ${path}`);
       const ino = node.children!.get(name);
-      if (ino === undefined) throw new GfsError('ENOENT', `no such file or directory: ${path}`);
+      if (ino === undefined) throw GfsError.answer('ENOENT', `no such file or directory: ${path}`);
       node = this.get(ino);
     }
     return node;

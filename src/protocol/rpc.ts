@@ -180,7 +180,7 @@ export class Peer<Remote extends Api<Remote>, Local extends Api<Local> = Record<
       this.pending.delete(id);
       clearTimeout(p.timer);
       if (kind === 1) p.resolve(frame[2]);
-      else p.reject(new GfsError(isErrorCode(frame[2]) ? frame[2] : 'EIO', `${String(frame[3])}`));
+      else p.reject(GfsError.answer(isErrorCode(frame[2]) ? frame[2] : 'EIO', `${String(frame[3])}`));
     } else {
       this.send([2, id, 'EPROTO', `unknown frame kind ${String(kind)}`]);
     }

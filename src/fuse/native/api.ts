@@ -79,8 +79,12 @@ export interface FuseOps {
    * them (close-to-open).
    */
   open?(path: string, flags: number, cb: (result: number, fd?: number, attrsKept?: boolean) => void): void;
-  /** flags are the open(2) flags (O_APPEND, O_EXCL, ...), which stock fuse-native drops. */
-  create?(path: string, mode: number, flags: number, cb: (result: number, fd?: number) => void): void;
+  /**
+   * flags are the open(2) flags (O_APPEND, O_EXCL, ...), which stock fuse-native drops. stat: the
+   * new file's attributes as fgetattr would give them, which libfuse asks for next (answered
+   * without another call when given).
+   */
+  create?(path: string, mode: number, flags: number, cb: (result: number, fd?: number, stat?: Stat) => void): void;
   /** cb(bytes read) or cb(-errno); buf is only valid until cb is called. */
   /** store: bytes of the file (from pos) for the kernel's page cache, put there after the reply. */
   read?(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (result: number, store?: PageStore) => void): void;

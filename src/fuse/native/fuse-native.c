@@ -137,6 +137,7 @@ typedef struct request {
   int interrupted;        /* set (atomically) by the worker when the kernel interrupted the call */
   int kill_privs;         /* the kernel asks for set-id bits to be cleared (write, truncate) */
   int attrs_kept;         /* open: nobody else can have changed the file (JS says so) */
+  int made_st;            /* create: JS answered with the new file's attributes, in *st */
   uint64_t names_epoch;   /* readdir: the names cache's generation when the call was made */
   uint64_t nodeid;        /* read: the kernel inode read (for a store into its page cache) */
   store_job_t *store;     /* read: bytes to store into that cache once the read is answered */
@@ -683,7 +684,17 @@ static int fn_getattr (const char *path, struct stat *st) {
   return call_js(&r);
 }
 
+/* libfuse's CREATE asks fgetattr for the new file's attributes right after fn_create, on the same
+   thread: JS answered the create with them (one trip to JS fewer per new file). */
+static __thread struct stat created_st;
+static __thread int created_valid;
+
 static int fn_fgetattr (const char *path, struct stat *st, struct fuse_file_info *fi) {
+  if (created_valid && cur_opcode == RAW_CREATE) {
+    created_valid = 0;
+    *st = created_st;
+    return 0;
+  }
   REQ(OP_FGETATTR); r.path = path; r.st = st; r.fi = fi;
   return call_js(&r);
 }
@@ -721,8 +732,11 @@ static int fn_open (const char *path, struct fuse_file_info *fi) {
 }
 
 static int fn_create (const char *path, mode_t mode, struct fuse_file_info *fi) {
-  REQ(OP_CREATE); r.path = path; r.mode = mode; r.fi = fi; r.flags = fi->flags;
-  return call_js(&r);
+  REQ(OP_CREATE); r.path = path; r.mode = mode; r.fi = fi; r.flags = fi->flags; r.st = &created_st;
+  created_valid = 0;
+  int res = call_js(&r);
+  created_valid = res == 0 && r.made_st;
+  return res;
 }
 
 static int fn_read (const char *path, char *buf, size_t len, off_t off, struct fuse_file_info *fi) {
@@ -1340,6 +1354,10 @@ static napi_value js_reply (napi_env env, napi_callback_info info) {
         bool kept = false;
         if (r->op == OP_OPEN && napi_typeof(env, argv[5], &t) == napi_ok && t == napi_boolean) napi_get_value_bool(env, argv[5], &kept);
         r->attrs_kept = kept;
+        if (r->op == OP_CREATE && r->st != NULL) {
+          double *a = get_f64(env, argv[5], ST_LEN);
+          if (a) { fill_stat(r->st, a); r->made_st = 1; }
+        }
         res = 0;
       }
       break;

@@ -482,9 +482,9 @@ export class FuseMount implements FuseMountHandle {
           reply(r > 0 ? 0 : r, fd ?? 0, attrsKept === true);
         }));
       case "create":
-        return ops.create!(s(0), n(1), n(2), guard((res: number, fd?: number) => {
+        return ops.create!(s(0), n(1), n(2), guard((res: number, fd?: number, st?: Stat) => {
           const r = asResult(res);
-          reply(r > 0 ? 0 : r, fd ?? 0);
+          reply(r > 0 ? 0 : r, fd ?? 0, r >= 0 && st ? statArray(st) : undefined);
         }));
       case "read":
         return ops.read!(s(0), n(1), a[2] as Buffer, n(3), n(4), guard((res: number, store?: PageStore) => {
