@@ -74,6 +74,22 @@ describe('unlinks answered ahead of the master', () => {
     expect((await ok(`cat ${m2}/again/f1 ${m2}/again/f25 ${m2}/again/f50`)).split('\n')).toEqual(['new1', 'new25', 'new50', '']);
   });
 
+  it('rm -rf of a directory whose file another mount is still writing: the rmdir right behind the unlinks waits for them', async () => {
+    await ok(`mkdir ${m1}/busy && echo x > ${m1}/busy/old`);
+    // m1 lists it (so its unlinks go ahead of the master); then m2 rewrites its file there and keeps
+    // the write delegation: m1's unlink of it waits for the recall, which waits for m2 to push its
+    // 16 MB, and the rmdir right behind it finds the directory not empty yet.
+    await ok(`echo x > ${m2}/busy/f && ls -l ${m1}/busy > /dev/null`);
+    await ok(`head -c 16000000 /dev/zero > ${m2}/busy/f && rm -rf ${m1}/busy`);
+    expect((await sh(`ls ${m1}/busy`)).code).not.toBe(0);
+    const peer = await c.masterPeer();
+    try {
+      expect((await peer.call('readdir', { path: '/' })).entries.map((e) => e.name)).not.toContain('busy');
+    } finally {
+      peer.close();
+    }
+  });
+
   it('an unlink the master refuses leaves the name in place, and fsync of its directory reports it once', async () => {
     const m3 = await c.mount(['--attr-cache-ms', '60000']); // the file's attributes stay trusted here
     await ok(`mkdir ${m3}/refused && echo x > ${m3}/refused/f && ls -l ${m3}/refused > /dev/null`);

@@ -202,8 +202,26 @@ export class GfsClient {
   }
 
   async rmdir(path: string): Promise<void> {
-    await this.changed(this.ask('rmdir', { path }), [parentPath(path)], [path]);
+    if (!(await this.rmdirBehindUnlinks(path))) await this.changed(this.ask('rmdir', { path }), [parentPath(path)], [path]);
     this.listings.removed(path);
+  }
+
+  /**
+   * rm -rf has just emptied path: its unlinks go now and the rmdir right behind them on the same
+   * connection, instead of one round trip after the other. false if there were none, or if the
+   * master still found it not empty (an unlink waiting there for a recall): then ask again once
+   * they are done.
+   */
+  private async rmdirBehindUnlinks(path: string): Promise<boolean> {
+    if (this.unlinks.size === 0) return false;
+    this.unlinks.flush();
+    return this.changed(this.master.call('rmdir', { path }), [parentPath(path)], [path]).then(
+      () => true,
+      (e: unknown) => {
+        if (e instanceof GfsError && e.code === 'ENOTEMPTY') return false;
+        throw e;
+      },
+    );
   }
 
   async rename(from: string, to: string): Promise<void> {

@@ -85,7 +85,8 @@ export class DeferredUnlinks {
     if (err) throw err;
   }
 
-  private flush(): void {
+  /** Send what is queued now (its answer comes later: settled()). */
+  flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
     if (this.queue.length === 0) return;
