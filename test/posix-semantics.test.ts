@@ -16,6 +16,16 @@ beforeAll(async () => {
   await ok(`chmod 711 ${c.dir}`);
 });
 
+/** The names in dir as the master has them. */
+async function namesAtMaster(dir: string): Promise<string[]> {
+  const peer = await c.masterPeer();
+  try {
+    return (await peer.call('readdir', { path: dir })).entries.map((e) => e.name);
+  } finally {
+    peer.close();
+  }
+}
+
 const stat = async (fmt: string, path: string) => (await ok(`TZ=UTC0 stat -c ${q(fmt)} ${q(path)}`)).trim();
 
 describe('times', () => {
@@ -61,12 +71,7 @@ describe('unlinks answered ahead of the master', () => {
     // rmdir waits for the unlinks before it: without that the master would find a/ not empty.
     await ok(`ls -lR ${m1}/tree > /dev/null && rm -rf ${m1}/tree`);
     expect((await sh(`ls ${m2}/tree`)).code).not.toBe(0);
-    const peer = await c.masterPeer();
-    try {
-      expect((await peer.call('readdir', { path: '/' })).entries.map((e) => e.name)).not.toContain('tree');
-    } finally {
-      peer.close();
-    }
+    expect(await namesAtMaster('/')).not.toContain('tree');
     // Each create waits for the unlink of its name ahead of it (else the create would find the old
     // file, which the late unlink would then remove, new bytes and all).
     await ok(`mkdir ${m1}/again && for i in $(seq 1 50); do echo old > ${m1}/again/f$i; done && ls -l ${m1}/again > /dev/null`);
@@ -82,12 +87,7 @@ describe('unlinks answered ahead of the master', () => {
     await ok(`echo x > ${m2}/busy/f && ls -l ${m1}/busy > /dev/null`);
     await ok(`head -c 16000000 /dev/zero > ${m2}/busy/f && rm -rf ${m1}/busy`);
     expect((await sh(`ls ${m1}/busy`)).code).not.toBe(0);
-    const peer = await c.masterPeer();
-    try {
-      expect((await peer.call('readdir', { path: '/' })).entries.map((e) => e.name)).not.toContain('busy');
-    } finally {
-      peer.close();
-    }
+    expect(await namesAtMaster('/')).not.toContain('busy');
   });
 
   it('an unlink the master refuses leaves the name in place, and fsync of its directory reports it once', async () => {
