@@ -50,18 +50,28 @@ const tunables: Array<[flag: string, key: keyof GfsConfig, help: string, parse: 
   ['--attr-cache-ms <ms>', 'attrCacheMs', 'how long a mount trusts attributes and listings it has seen (mount)', parseCount],
   ['--write-behind-files <n>', 'writeBehindFiles', 'closed files whose writes a mount pushes in the background (under a write delegation), at most this many at once; 0 = every close waits (mount)', parseCount],
   ['--pin-fuse-threads <0|1>', 'pinFuseThreads', "1 = while requests are small, a mount's FUSE threads and JS thread share one CPU (fewer cross-CPU wake-ups), 0 = never (mount)", parseCount],
-  ['--deferred-unlinks <n>', 'deferredUnlinks', 'unlinks a mount answers ahead of the master, at most this many at once; 0 = every unlink waits for the master (mount)', parseCount],
+  ['--deferred-changes <n>', 'deferredChanges', 'unlinks, and creates in directories it made, that a mount answers ahead of the master, at most this many at once; 0 = every unlink and create waits for the master (mount)', parseCount],
   ['--scrub-idle-ms <ms>', 'scrubIdleMs', 'a replica unused this long is idle, due for the scan (chunkserver)', parseCount],
 ];
+
+/** Old names of tunables, still taken (start scripts use them): old flag's option name → key. */
+const renamed: Array<[flag: string, option: string, key: keyof GfsConfig]> = [['--deferred-unlinks <n>', 'deferredUnlinks', 'deferredChanges']];
 
 function withTunables(cmd: Command): Command {
   for (const [flag, key, help, parse] of tunables) {
     cmd.addOption(new Option(flag, `${help} [default ${defaults[key]}]`).argParser(parse));
   }
+  for (const [flag, , key] of renamed) cmd.addOption(new Option(flag, `old name of the option for ${key}`).argParser(parseCount).hideHelp());
   return cmd;
 }
 
+/** A tunable given by its old name counts as given by its new one. */
+function takeRenamed(opts: Record<string, unknown>): void {
+  for (const [, option, key] of renamed) if (typeof opts[option] === 'number' && opts[key] === undefined) opts[key] = opts[option];
+}
+
 function configOf(opts: Record<string, unknown>): GfsConfig {
+  takeRenamed(opts);
   const partial: Partial<GfsConfig> = {};
   for (const [, key] of tunables) if (typeof opts[key] === 'number') (partial as Record<string, number>)[key] = opts[key] as number;
   try {
@@ -73,6 +83,7 @@ function configOf(opts: Record<string, unknown>): GfsConfig {
 
 /** The tunables given on this command line, to hand on to child daemons. */
 function tunableArgs(opts: Record<string, unknown>): string[] {
+  takeRenamed(opts);
   const out: string[] = [];
   for (const [flag, key] of tunables) if (typeof opts[key] === 'number') out.push(flag.split(' ')[0], String(opts[key]));
   return out;

@@ -46,12 +46,14 @@ export interface GfsConfig {
   /** How long a client trusts attributes it has seen (0: ask the master every time). */
   attrCacheMs: number;
   /**
-   * Unlinks of names a client knows it may answer before the master has made them durable, at
-   * most this many under way at once (0: every unlink waits for the master). As on a local disk,
-   * fsync of the directory makes them durable; a mount killed before they reach the master
-   * leaves those names in place (client/deferred-unlinks.ts).
+   * Changes a client may answer before the master has made them durable, at most this many under
+   * way at once (0: every unlink and create waits for the master): unlinks of names it knows, and
+   * creates in directories it made and holds (client/dir-delegations.ts; these need write-behind
+   * too). As on a local disk, fsync of the directory makes them durable; a mount killed before
+   * they reach the master leaves removed names in place and loses files made
+   * (client/deferred-changes.ts).
    */
-  deferredUnlinks: number;
+  deferredChanges: number;
   /**
    * Closed files whose writes a mount may still be pushing in the background, under the write
    * delegations the master grants (client/write-behind.ts); 0 = every close waits for its writes.
@@ -104,7 +106,7 @@ export const defaults: GfsConfig = {
   scrubIntervalMs: 10_000, // a 64 MiB chunk every 10 s: about 6 MB/s of disk reads at most
   scrubIdleMs: 60_000,
   attrCacheMs: 1_000,
-  deferredUnlinks: 256,
+  deferredChanges: 256,
   writeBehindFiles: 64,
   pinFuseThreads: 1,
 };

@@ -55,12 +55,26 @@ describe('master restart', () => {
     const first = await peer.call('create', create);
     expect(await peer.call('create', create)).toEqual(first); // same id: the same answer, no EEXIST
     await expect(peer.call('create', { ...create, rid: 'test-client-2' })).rejects.toMatchObject({ code: 'EEXIST' });
-    // A batch of unlinks (a mount's deferred ones): each item once per id, failures listed by path.
+    // A batch of changes a mount answered ahead: each item once per id, failures listed in order.
+    // A create takes an inode number reserved for the client, and only such a number.
     for (const path of ['/b1', '/b2']) await peer.call('create', { path, mode: 0o644, uid: 0, gid: 0, exclusive: true });
-    const batch = { items: [{ path: '/b1', rid: 'test-client-5' }, { path: '/nope', rid: 'test-client-6' }, { path: '/b2', rid: 'test-client-7' }] };
-    const refused = (r: { errors: Array<{ path: string; code: string }> }) => r.errors.map((e) => `${e.path} ${e.code}`);
-    expect(refused(await peer.call('unlinks', batch))).toEqual(['/nope ENOENT']);
-    expect(refused(await peer.call('unlinks', batch))).toEqual(['/nope ENOENT']); // b1, b2: answered from their ids
+    const { first: ino, end } = await peer.call('reserveInos', { count: 2 });
+    expect(end).toBe(ino + 2);
+    const made = { op: 'create' as const, path: '/b3', mode: 0o640, uid: 0, gid: 0, ino, time: [1_700_000_000, 5] as [number, number], rid: 'test-client-8' };
+    const batch = {
+      items: [
+        { op: 'unlink' as const, path: '/b1', rid: 'test-client-5' },
+        { op: 'unlink' as const, path: '/nope', rid: 'test-client-6' },
+        { op: 'unlink' as const, path: '/b2', rid: 'test-client-7' },
+        made,
+        { ...made, path: '/b4', ino: end + 5, rid: 'test-client-9' }, // not reserved
+      ],
+    };
+    const refused = (r: { results: Array<{ code?: string }> }) => r.results.flatMap((x, i) => (x.code ? [`${batch.items[i].path} ${x.code}`] : []));
+    expect(refused(await peer.call('changes', batch))).toEqual(['/nope ENOENT', '/b4 EINVAL']);
+    expect(refused(await peer.call('changes', batch))).toEqual(['/nope ENOENT', '/b4 EINVAL']); // b1, b2, b3: answered from their ids
+    const b3 = await peer.call('lookup', { path: '/b3' });
+    expect([b3.ino, b3.mode & 0o777, b3.mtime]).toEqual([ino, 0o640, [1_700_000_000, 5]]); // the client's number and time
     peer.close();
     await c.kill(c.master, 'SIGKILL');
     await c.restartMaster();
@@ -71,8 +85,10 @@ describe('master restart', () => {
       await peer.call('unlink', unlink);
       await peer.call('unlink', unlink);
       await expect(peer.call('unlink', { path: '/excl', rid: 'test-client-4' })).rejects.toMatchObject({ code: 'ENOENT' });
-      expect(refused(await peer.call('unlinks', batch))).toEqual(['/nope ENOENT']);
-      expect((await peer.call('readdir', { path: '/' })).entries.map((e) => e.name).filter((n) => n.startsWith('b'))).toEqual([]);
+      expect(refused(await peer.call('changes', batch))).toEqual(['/nope ENOENT', '/b4 EINVAL']);
+      expect((await peer.call('readdir', { path: '/' })).entries.map((e) => e.name).filter((n) => n.startsWith('b'))).toEqual(['b3']);
+      // The reserved numbers stay reserved across the restart: a new file gets a number past them.
+      expect((await peer.call('create', { path: '/after', mode: 0o644, uid: 0, gid: 0, exclusive: true })).ino).toBeGreaterThanOrEqual(end);
     } finally {
       peer.close();
     }

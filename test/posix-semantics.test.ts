@@ -216,6 +216,43 @@ for i in range(1, 601):
   });
 });
 
+describe('creates answered ahead in a directory this mount made', () => {
+  it('another mount, looking the moment after, finds every file and byte; O_EXCL there fails; later creates go by the master', async () => {
+    // m1 makes the directory (and holds it) and fills it; the moment after its last file, m1's mount
+    // is stopped (SIGSTOP) with creates still unsent, and m2 opens the last file by name, then lists
+    // the directory: the master must recall the directory from m1 first, so m2 waits until m1 runs
+    // again and has sent them.
+    const run = await python(scratch, 'ahead.py', `
+import os, signal, subprocess, sys, time
+d1, d2, pid = sys.argv[1] + '/ahead', sys.argv[2] + '/ahead', int(sys.argv[3])
+os.mkdir(d1)
+for i in range(300):
+    with open(f'{d1}/f{i}', 'w') as f:
+        f.write(f'{i}\\n')
+os.kill(pid, signal.SIGSTOP)
+try:
+    look = subprocess.Popen([sys.executable, '-c', 'import os, sys; d = sys.argv[1]; last = open(d + "/f299").read().strip(); print(len(os.listdir(d)), last)', d2], stdout=subprocess.PIPE)
+    time.sleep(0.5)
+finally:
+    os.kill(pid, signal.SIGCONT)
+print(look.communicate()[0].decode().strip())
+`);
+    expect((await ok(`${run} ${m1} ${m2} ${c.mounts[0].proc.pid}`)).trim()).toBe('300 299');
+    expect((await namesAtMaster('/ahead')).length).toBe(300);
+    const excl = await sh(`LC_ALL=C bash -c 'set -C; echo from-m2 > ${m2}/ahead/f3'`);
+    expect(excl.stderr).toMatch(/File exists|cannot overwrite/);
+    // m1 no longer holds it: its next file goes to the master, and m2 sees it.
+    await ok(`echo late > ${m1}/ahead/late && echo also > ${m2}/ahead/from-m2`);
+    await until(async () => (await sh(`cat ${m2}/ahead/late ${m1}/ahead/from-m2`)).stdout === 'late\nalso\n', 'both new files on both mounts');
+    expect(await ok(`cat ${m1}/ahead/f3`)).toBe('3\n');
+    // Inode numbers handed out ahead are the master's: all distinct, and the same on both mounts.
+    const inos = async (m: string) => (await ok(`stat -c %i ${m}/ahead/*`)).trim().split('\n');
+    const seen = await inos(m1);
+    expect(new Set(seen).size).toBe(302);
+    expect(await inos(m2)).toEqual(seen);
+  });
+});
+
 describe('names made on another mount', () => {
   it('a directory listed here shows another mount\'s new name within the attribute time; creating it here never clobbers', async () => {
     await ok(`mkdir ${m1}/seen && touch ${m1}/seen/a`);

@@ -48,6 +48,11 @@ export class ChunkIo {
     private readonly pool: PeerPool,
     private readonly cfg: GfsConfig,
     private readonly log: Logger,
+    /**
+     * While a create answered ahead of the master (deferred-changes.ts) is on its way: its answer,
+     * which must come before anything asks the master about the file.
+     */
+    private readonly whenMade: (ino: number) => Promise<void> | undefined = () => undefined,
   ) {}
 
   /** Forget what is cached about ino's chunks (at open: close-to-open consistency). */
@@ -120,6 +125,8 @@ export class ChunkIo {
   private async locate(ino: number, first: number, end: number): Promise<Locations> {
     let locs = this.locations.get(ino);
     if (locs && end <= locs.covered) return locs;
+    const made = this.whenMade(ino);
+    if (made) await made;
     const from = locs ? locs.covered : 0;
     const start = Math.min(from, first);
     const count = Math.max(end - start, LOCATION_BATCH);
@@ -163,7 +170,7 @@ export class ChunkIo {
     const offset = pieces[0][0];
     const extents = pieces.length === 1 ? {} : { extents: pieces.map(([off, d]): Extent => [off, d.length]) };
     return withRetry(this.cfg.clientRetryMs, writeRetryable, async () => {
-      const t = await this.target(key, () => this.master.call('writeTarget', { ino, index }, writeRetryable));
+      const t = await this.target(key, ino, () => this.master.call('writeTarget', { ino, index }, writeRetryable));
       try {
         const { dataId, inline } = await this.stage(t, data);
         await this.pool.call(t.primary, 'write', { handle: t.handle, version: t.version, offset, dataId, ...inline, ...extents, secondaries: t.secondaries });
@@ -185,7 +192,7 @@ export class ChunkIo {
     let full: ChunkHandle | undefined;
     for (;;) {
       const outcome: { offset?: number; attr?: Attr; full?: ChunkHandle } = await withRetry(this.cfg.clientRetryMs, writeRetryable, async () => {
-        const t = await this.target(key, () => this.master.call('appendTarget', { ino, ...(full !== undefined ? { full } : {}) }, writeRetryable));
+        const t = await this.target(key, ino, () => this.master.call('appendTarget', { ino, ...(full !== undefined ? { full } : {}) }, writeRetryable));
         try {
           const { dataId, inline } = await this.stage(t, data);
           const base = t.index * this.cfg.chunkSize;
@@ -253,7 +260,9 @@ export class ChunkIo {
     for (const h of touched.keys()) if (!synced.has(h)) throw new GfsError('EIO', `no replica of chunk ${h} could be synced: ${(gone as GfsError | null)?.message}`);
   }
 
-  private async target(key: string, fetch: () => Promise<WriteTarget>): Promise<WriteTarget> {
+  private async target(key: string, ino: number, fetch: () => Promise<WriteTarget>): Promise<WriteTarget> {
+    const made = this.whenMade(ino);
+    if (made) await made; // (its answer may bring the first chunk's target)
     const cached = this.targets.get(key);
     if (cached && cached.until > Date.now()) return cached.target;
     const target = await fetch();

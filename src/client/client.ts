@@ -2,13 +2,14 @@
 // this client. The FUSE adapter is one user of it; tests and tools can use it directly.
 
 import { GfsError } from '../protocol/errors.js';
-import type { Attr, DirEntry, FsStats, MasterClientApi, SetAttr } from '../protocol/messages.js';
+import type { Attr, ChangeResult, DeferredChange, DirEntry, FsStats, MasterClientApi, SetAttr } from '../protocol/messages.js';
 import { PeerPool } from '../protocol/pool.js';
 import { maxRecordBytes, type GfsConfig } from '../config.js';
 import { logger, type Logger } from '../log.js';
 import { AttrCache, joinPath, parentPath } from './attr-cache.js';
 import { ChunkIo } from './chunk-io.js';
-import { DeferredUnlinks } from './deferred-unlinks.js';
+import { DeferredChanges } from './deferred-changes.js';
+import { DirDelegations, type HeldDir } from './dir-delegations.js';
 import { DirListings } from './dir-listings.js';
 import { MasterLink } from './master-link.js';
 import { OpenFile } from './open-file.js';
@@ -17,6 +18,10 @@ import { WriteBehind } from './write-behind.js';
 import { SIZE_WAIT_MS, SizeUpdates } from './size-updates.js';
 
 const later = (a: Attr['ctime'], b: Attr['ctime']): boolean => a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+/** The longest name the master takes (bytes of UTF-8): a longer one is left for it to refuse. */
+const NAME_MAX = 255;
 
 export class GfsClient {
   readonly io: ChunkIo;
@@ -25,7 +30,11 @@ export class GfsClient {
   private readonly open = new Map<number, Set<OpenFile>>();
   private readonly attrs: AttrCache;
   private readonly listings: DirListings;
-  private readonly unlinks: DeferredUnlinks;
+  private readonly changes: DeferredChanges;
+  /** Directories this client made and holds: it answers creates in them itself. */
+  private readonly dirs: DirDelegations;
+  /** Creates in held directories are answered here (cfg.deferredChanges and write-behind on). */
+  private readonly createsAhead: boolean;
   private readonly behind: WriteBehind;
   /** Sizes from background pushes, waiting to go with the next create (size-updates.ts). */
   private readonly sizes = new SizeUpdates((update) => this.ask('extend', update), SIZE_WAIT_MS);
@@ -40,24 +49,36 @@ export class GfsClient {
   constructor(
     masterUrl: string,
     cfg: GfsConfig,
-    log: Logger = logger('client'),
+    private readonly log: Logger = logger('client'),
   ) {
     this.cfg = { ...cfg };
     this.behind = new WriteBehind(cfg.writeBehindFiles, (inos) => this.master.call('giveBack', { inos }), log);
-    this.master = new MasterLink(masterUrl, cfg, log, { recall: ({ ino, grant }) => this.recall(ino, grant).then(() => ({})) }, () => this.behind.dropAll());
-    this.idleTimer = setInterval(() => this.behind.tick(Date.now(), (ino) => this.open.has(ino)), 500);
+    this.master = new MasterLink(masterUrl, cfg, log, { recall: ({ ino, grant }) => this.recall(ino, grant).then(() => ({})) }, () => {
+      this.behind.dropAll();
+      this.dirs.dropAll();
+    });
+    this.idleTimer = setInterval(() => {
+      this.behind.tick(Date.now(), (ino) => this.open.has(ino));
+      this.giveBackDirs(this.dirs.idle(Date.now()));
+    }, 500);
     this.idleTimer.unref();
     this.pool = new PeerPool({ maxFrameBytes: cfg.maxFrameBytes, timeoutMs: cfg.rpcTimeoutMs, log });
-    this.io = new ChunkIo(this.master, this.pool, this.cfg, log);
+    this.io = new ChunkIo(this.master, this.pool, this.cfg, log, (ino) => this.changes.whenMade(ino));
     this.maxRecordBytes = maxRecordBytes(cfg);
     this.appends = new AppendQueue((ino, data, touched) => this.io.append(ino, data, touched, this.changedAt.get(ino)), () => this.maxRecordBytes, (attr) => this.noteAttr(attr));
     this.attrs = new AttrCache(cfg.attrCacheMs);
     this.listings = new DirListings(cfg.attrCacheMs);
-    this.unlinks = new DeferredUnlinks(
-      cfg.deferredUnlinks,
-      async (paths) => (await this.master.call('unlinks', { items: paths.map((path) => ({ path, rid: this.master.requestId() })) })).errors,
-      log,
-    );
+    this.dirs = new DirDelegations(this.listings, (count) => this.master.call('reserveInos', { count }), (e) => log.debug(`inode numbers not reserved: ${e.message}`));
+    this.createsAhead = cfg.deferredChanges > 0 && cfg.writeBehindFiles > 0 && cfg.attrCacheMs > 0;
+    this.changes = new DeferredChanges(cfg.deferredChanges, (changes) => this.sendChanges(changes), log);
+  }
+
+  /** One batch of changes answered ahead, with the sizes waiting for a create to carry them. */
+  private async sendChanges(changes: DeferredChange[]): Promise<ChangeResult[]> {
+    const sizes = this.sizes.take();
+    const sent = this.master.call('changes', { items: changes.map((c) => ({ ...c, rid: this.master.requestId() })), ...(sizes ? { sizes: sizes.updates } : {}) });
+    sent.then((r) => sizes?.settle(r.sized), () => sizes?.settle(undefined));
+    return (await sent).results;
   }
 
   /**
@@ -81,7 +102,7 @@ export class GfsClient {
   /** Wait until the master has every change this client answered for ahead of it (unmount). */
   async settled(): Promise<void> {
     this.sizes.hurry();
-    await Promise.all([this.unlinks.settled(), this.behind.settleAll()]);
+    await Promise.all([this.changes.settled(), this.behind.settleAll()]);
   }
 
   /** timeoutMs: Infinity for a request that may wait as long as it takes (a lock wait). */
@@ -90,12 +111,12 @@ export class GfsClient {
   }
 
   /**
-   * A request to the master, sent once the deferred unlinks before it are done: the master must
-   * see this client's changes in the order it made them (deferred-unlinks.ts).
+   * A request to the master, sent once the changes answered ahead before it are done: the master
+   * must see this client's changes in the order it made them (deferred-changes.ts).
    */
   private ask<K extends keyof MasterClientApi & string>(type: K, body: MasterClientApi[K][0], timeoutMs?: number): Promise<MasterClientApi[K][1]> {
-    if (this.unlinks.size === 0) return this.master.call(type, body, undefined, timeoutMs);
-    return this.unlinks.settled().then(() => this.master.call(type, body, undefined, timeoutMs));
+    if (this.changes.size === 0) return this.master.call(type, body, undefined, timeoutMs);
+    return this.changes.settled().then(() => this.master.call(type, body, undefined, timeoutMs));
   }
 
   // ------------------------------------------------------------------ namespace
@@ -149,11 +170,22 @@ export class GfsClient {
   }
 
   mkdir(path: string, mode: number, uid: number, gid: number): Promise<Attr> {
-    return this.created(path, this.ask('mkdir', { path, mode, uid, gid }));
+    const ahead = this.mkdirAhead(path, mode, uid, gid);
+    if (ahead) return ahead;
+    const made = this.ask('mkdir', { path, mode, uid, gid, ...(this.createsAhead ? { delegate: true } : {}) });
+    return this.created(
+      path,
+      made.then(({ delegated, ...attr }) => {
+        if (delegated) this.dirs.took(path, attr, delegated);
+        return attr;
+      }),
+    );
   }
 
   /** forWriting: the caller is about to write, so a new file's first chunk is leased with the create. */
   create(path: string, mode: number, uid: number, gid: number, exclusive: boolean, forWriting = false): Promise<Attr> {
+    const ahead = this.createAhead(path, mode, uid, gid, forWriting);
+    if (ahead) return ahead;
     // The first chunk is leased along with the create (one round trip instead of two). Under a
     // delegation only if the master has one placed ahead: the push after the close places it
     // otherwise, off the create's way.
@@ -171,13 +203,87 @@ export class GfsClient {
     );
   }
 
+  /**
+   * What answering a new name here needs: a directory this client holds and knows every name of,
+   * a name the master will take, and an inode number the master reserved for us. undefined: ask
+   * the master.
+   */
+  private ahead(path: string): { dir: string; held: HeldDir; ino: number; time: Attr['ctime'] } | undefined {
+    if (!this.createsAhead) return undefined;
+    const dir = parentPath(path);
+    const held = this.dirs.holder(dir);
+    if (!held || !this.listings.complete(dir) || !this.listings.absent(path)) return undefined;
+    const name = path.slice(dir.length + 1);
+    if (name.length * 3 > NAME_MAX && Buffer.byteLength(name) > NAME_MAX) return undefined;
+    const ino = this.dirs.takeIno();
+    return ino === undefined ? undefined : { dir, held, ino, time: this.changeTime() };
+  }
+
+  /**
+   * A new file, answered here (ahead()); the create goes to the master in the next batch
+   * (deferred-changes.ts). Its write delegation and first chunk come with the answer, which its
+   * first push waits for.
+   */
+  private createAhead(path: string, mode: number, uid: number, gid: number, write: boolean): Promise<Attr> | undefined {
+    const a = this.ahead(path);
+    if (!a) return undefined;
+    const { dir, held, ino, time } = a;
+    const attr: Attr = { ino, type: 'file', mode: S_IFREG | mode, uid, gid: held.setgidGroup ?? gid, size: 0, nlink: 1, atime: time, mtime: time, ctime: time };
+    // Known at once: a second create of the name, or a look-up, is answered from these.
+    this.listings.added(path);
+    this.attrs.set(path, attr);
+    this.behind.took(path, ino, 0);
+    const undo = () => {
+      this.listings.forget(dir); // what is there: ask the master
+      this.forgetUnlinked(path, ino);
+      this.behind.drop(ino);
+    };
+    const made = (r: ChangeResult) => {
+      if (!('code' in r) && r.delegated) this.behind.took(path, ino, r.delegated);
+      else this.behind.drop(ino); // (a retried batch's answer carries no grant: closes wait then)
+      if (!('code' in r) && r.target) this.io.firstTarget(ino, r.target);
+    };
+    return this.changes.add(dir, { op: 'create', path, mode, uid, gid, ino, time, ...(write ? { write } : {}) }, undo, made).then(() => attr);
+  }
+
+  /**
+   * A new directory, answered here (ahead()) like a file: held by us from the start (its grant
+   * comes with the master's answer), so names made in it are answered here too.
+   */
+  private mkdirAhead(path: string, mode: number, uid: number, gid: number): Promise<Attr> | undefined {
+    const a = this.ahead(path);
+    if (!a) return undefined;
+    const { dir, held, ino, time } = a;
+    const sg = held.setgidGroup !== undefined;
+    const attr: Attr = { ino, type: 'dir', mode: S_IFDIR | mode | (sg ? 0o2000 : 0), uid, gid: held.setgidGroup ?? gid, size: 0, nlink: 2, atime: time, mtime: time, ctime: time };
+    this.listings.added(path);
+    this.attrs.set(path, attr);
+    this.listings.set(path, []);
+    // The parent's link count and times, as the master will have them (find relies on nlink).
+    const parent = this.attrs.get(dir);
+    if (parent) this.attrs.set(dir, { ...parent, nlink: parent.nlink + 1, mtime: time, ctime: time });
+    this.dirs.took(path, attr, 0);
+    const undo = () => {
+      this.giveBackDirs(this.dirs.forgetTree(path));
+      this.listings.forget(dir);
+      this.listings.forgetTree(path);
+      this.attrs.drop(dir);
+      this.attrs.dropTree(path);
+    };
+    const made = (r: ChangeResult) => {
+      if (!('code' in r) && r.delegated) this.dirs.took(path, attr, r.delegated);
+      else this.dirs.forgetTree(path); // (a retried batch's answer carries no grant)
+    };
+    return this.changes.add(dir, { op: 'mkdir', path, mode, uid, gid, ino, time }, undo, made).then(() => attr);
+  }
+
   async unlink(path: string): Promise<void> {
     const known = this.attrs.get(path);
-    if (known && known.type !== 'dir' && this.cfg.deferredUnlinks > 0) {
+    if (known && known.type !== 'dir' && this.cfg.deferredChanges > 0) {
       // There (as far as this client knows): answered now, sent to the master in the background.
       this.forgetUnlinked(path, known.ino);
       const dir = parentPath(path);
-      return this.unlinks.add(dir, path, () => {
+      return this.changes.add(dir, { op: 'unlink', path }, () => {
         this.listings.forget(dir); // the name may still be there: ask the master next time
         this.attrs.drop(path);
       });
@@ -198,10 +304,20 @@ export class GfsClient {
    * (or their failure is reported).
    */
   syncDir(path: string): Promise<void> {
-    return this.unlinks.sync(path);
+    return this.changes.sync(path);
+  }
+
+  /** Give back directory delegations dropped here, once the creates made under them are at the master. */
+  private giveBackDirs(inos: number[]): void {
+    if (inos.length === 0) return;
+    this.changes
+      .settled()
+      .then(() => this.master.call('giveBack', { inos }))
+      .catch((e: Error) => this.log.debug(`give back of ${inos.length} directories: ${e.message}`));
   }
 
   async rmdir(path: string): Promise<void> {
+    this.giveBackDirs(this.dirs.forgetTree(path));
     if (!(await this.rmdirBehindUnlinks(path))) await this.changed(this.ask('rmdir', { path }), [parentPath(path)], [path]);
     this.listings.removed(path);
   }
@@ -213,8 +329,8 @@ export class GfsClient {
    * they are done.
    */
   private async rmdirBehindUnlinks(path: string): Promise<boolean> {
-    if (this.unlinks.size === 0) return false;
-    this.unlinks.flush();
+    if (this.changes.size === 0) return false;
+    this.changes.flush();
     return this.changed(this.master.call('rmdir', { path }), [parentPath(path)], [path]).then(
       () => true,
       (e: unknown) => {
@@ -225,6 +341,8 @@ export class GfsClient {
   }
 
   async rename(from: string, to: string): Promise<void> {
+    this.giveBackDirs(this.dirs.forgetTree(from)); // (the paths they are held by change)
+    this.giveBackDirs(this.dirs.forgetTree(to)); // (what the rename replaces goes)
     await this.changed(this.ask('rename', { from, to }), [parentPath(from), parentPath(to)], [from, to]);
     this.listings.removed(from);
     this.listings.removed(to); // what was there, and beneath it, is gone
@@ -389,6 +507,9 @@ export class GfsClient {
 
   /** The master wants ino back for another client: everything written to it here goes out first. */
   private async recall(ino: number, grant: number): Promise<void> {
+    const dir = this.dirs.holdsIno(ino);
+    this.dirs.recall(ino, grant); // (also noted for a directory whose mkdir reply is still coming)
+    if (dir) return this.changes.settled(); // the creates answered in it reach the master first
     await this.behind.recall(ino, grant, () => this.flushInode(ino, true));
   }
 

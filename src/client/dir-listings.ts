@@ -17,6 +17,8 @@ const nameOf = (path: string): string => path.slice(path.lastIndexOf('/') + 1);
 
 export class DirListings {
   private readonly dirs = new Map<string, { names: Set<string>; until: number }>();
+  /** Directories this client holds (dir-delegations.ts): nobody else changes them, so they never expire. */
+  private readonly pinned = new Set<string>();
 
   constructor(private readonly ttlMs: number) {}
 
@@ -33,7 +35,7 @@ export class DirListings {
     const dir = parentPath(path);
     const d = this.dirs.get(dir);
     if (!d || path === '/') return false;
-    if (d.until < Date.now()) {
+    if (d.until < Date.now() && !this.pinned.has(dir)) {
       this.dirs.delete(dir);
       return false;
     }
@@ -68,5 +70,19 @@ export class DirListings {
 
   clear(): void {
     this.dirs.clear();
+  }
+
+  /** dir's listing stays as long as we hold the directory (unpin when the delegation goes). */
+  pin(dir: string): void {
+    this.pinned.add(dir);
+  }
+
+  unpin(dir: string): void {
+    this.pinned.delete(dir);
+  }
+
+  /** dir's listing is known in full and cannot change without us: a create there may be answered here. */
+  complete(dir: string): boolean {
+    return this.pinned.has(dir) && this.dirs.has(dir);
   }
 }

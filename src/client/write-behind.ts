@@ -65,9 +65,13 @@ export class WriteBehind {
     return ino;
   }
 
-  /** The master granted ino's delegation (grant number grant) to an open or create of path. */
+  /**
+   * The master granted ino's delegation (grant number grant) to an open or create of path; grant
+   * 0: a create answered here (deferred-changes.ts), whose grant comes with the master's answer.
+   */
   took(path: string, ino: number, grant: number): void {
-    if ((this.recalled.get(ino) ?? 0) >= grant) return;
+    const recalled = this.recalled.get(ino);
+    if (recalled !== undefined && recalled >= grant) return;
     let d = this.held.get(ino);
     if (!d || d.grant !== grant) this.held.set(ino, (d = { grant, lastUse: 0, paths: new Set() }));
     d.lastUse = Date.now();
@@ -187,7 +191,8 @@ export class WriteBehind {
     this.giveBack(idle).catch((e: Error) => this.log.debug(`give back of ${idle.length} delegations: ${e.message}`));
   }
 
-  private drop(ino: number): void {
+  /** ino is not ours after all (a create answered here that came back without its grant). */
+  drop(ino: number): void {
     for (const p of this.held.get(ino)?.paths ?? []) if (this.byPath.get(p) === ino) this.byPath.delete(p);
     this.held.delete(ino);
   }

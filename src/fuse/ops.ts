@@ -144,7 +144,7 @@ export function fuseOps(client: GfsClient, owner: () => { uid: number; gid: numb
       replyCount(afterChange(path, f.write(pos, buf.subarray(0, len))), cb);
     },
     flush: (_path, fd, cb) => withFile(fd, cb, (f) => client.flushFile(f)),
-    // Also waits for the unlinks answered ahead of the master (client/deferred-unlinks.ts).
+    // Also waits for the unlinks answered ahead of the master (client/deferred-changes.ts).
     fsync: (_path, _datasync, fd, cb) => withFile(fd, cb, (f) => Promise.all([client.fsyncFile(f), client.settled()])),
     fsyncdir: (path, _datasync, cb) => reply(client.syncDir(path), cb),
     release: (_path, fd, cb) => {

@@ -4,6 +4,9 @@
 // - open the file again without asking the master (close-to-open holds: nobody changed it), and
 // - answer close before its writes have reached the chunkservers (write-behind): they are pushed
 //   in the background, and in full before it answers a recall.
+// A client that makes a directory may be granted the directory the same way: it then answers
+// creates in it itself and sends them later (client/deferred-changes.ts), so a request of another
+// client whose path passes through the directory waits for its recall, which sends them.
 // Every request of another client that reads or changes the file (its attributes, its names, its
 // data, the listing of its directory) waits here until the holder has answered the recall. A
 // holder that goes away (its connection closes) loses its delegations: what it had not pushed is
@@ -100,15 +103,18 @@ export class Delegations {
       if (typeof ino === 'number' && this.holders.has(ino)) out.push(ino);
     };
     add(req.ino);
-    if (type === 'create' && Array.isArray(req.sizes)) for (const u of req.sizes) add((u as { ino?: unknown } | null)?.ino);
+    if ((type === 'create' || type === 'changes') && Array.isArray(req.sizes)) for (const u of req.sizes) add((u as { ino?: unknown } | null)?.ino);
     const paths: unknown[] = [req.path, req.from, req.to];
-    if (type === 'unlinks' && Array.isArray(req.items)) for (const item of req.items) paths.push((item as { path?: unknown } | null)?.path);
+    if (type === 'changes' && Array.isArray(req.items)) for (const item of req.items) paths.push((item as { path?: unknown } | null)?.path);
     for (const path of paths) {
       if (typeof path !== 'string') continue;
+      const along = this.ns.along(path);
+      // Every delegated directory on the way: its holder may have made names in it that the
+      // master does not know yet (creates answered ahead), and changed its times.
+      for (const node of along) add(node.ino);
       const node = this.ns.find(path);
-      if (!node) continue;
-      if (node.type !== 'dir') add(node.ino);
-      else if (type === 'readdir') for (const ino of node.children!.values()) add(ino);
+      if (node?.type !== 'dir') continue;
+      if (type === 'readdir') for (const ino of node.children!.values()) add(ino);
       else if (type === 'rename') return 'all'; // the names of everything beneath it change
     }
     return out;

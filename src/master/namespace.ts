@@ -104,6 +104,19 @@ export class Namespace {
     return node;
   }
 
+  /** The inodes on the way to path (path's own last), as far as the names exist. */
+  along(path: string): Inode[] {
+    const out: Inode[] = [];
+    let node: Inode | undefined = this.inodes.get(ROOT_INO);
+    for (const name of splitPath(path)) {
+      const ino: number | undefined = node?.children?.get(name);
+      node = ino === undefined ? undefined : this.inodes.get(ino);
+      if (!node) break;
+      out.push(node);
+    }
+    return out;
+  }
+
   /** The directory that holds path's last component, and that name. */
   parentOf(path: string): { dir: Inode; name: string } {
     const parts = splitPath(path);
@@ -189,6 +202,10 @@ export class Namespace {
       }
       case 'reserveHandles': {
         if (op.next > this.nextHandle) this.nextHandle = op.next;
+        return undefined;
+      }
+      case 'reserveInos': {
+        if (op.next > this.nextIno) this.nextIno = op.next;
         return undefined;
       }
       case 'dropChunk': {

@@ -23,6 +23,8 @@ export type NsOp =
    * under them before any file has them, so a restarted master must never hand them out again.
    */
   | { t: 'reserveHandles'; next: ChunkHandle }
+  /** Inode numbers below next are taken: a client answers creates with them (reserveInos). */
+  | { t: 'reserveInos'; next: number }
   /** A new chunk that no chunkserver could make is forgotten: the index is a hole again. */
   | { t: 'dropChunk'; ino: number; index: number; handle: ChunkHandle }
   /** A chunk's version moved on (a lease was granted): replicas below it are stale. */

@@ -3,7 +3,7 @@
 
 import { mkdir } from 'node:fs/promises';
 import { GfsError, asGfsError, type ErrorCode } from '../protocol/errors.js';
-import type { Attr, ChunkLocation, MasterApi, SetAttr, SizeUpdate, Timespec, WriteTarget } from '../protocol/messages.js';
+import type { Attr, ChangeResult, ChunkLocation, DeferredChange, MasterApi, SetAttr, SizeUpdate, Timespec, WriteTarget } from '../protocol/messages.js';
 import { withoutSetId } from '../protocol/modes.js';
 import { RpcServer, type Handlers } from '../protocol/rpc.js';
 import type { GfsConfig } from '../config.js';
@@ -172,8 +172,20 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     }
   }
 
+  /**
+   * The inode number and time of a create a client answered ahead (under its directory's
+   * delegation): a number reserved for it and not in use, a time no later than now.
+   */
+  function answeredAhead(ino: unknown, time: unknown): { ino: number; time: Timespec } {
+    const now = nowTimespec();
+    if (ino === undefined) return { ino: ns.nextIno, time: now };
+    if (num(ino, 'ino') >= ns.nextIno || ns.inodes.has(ino as number)) throw new GfsError('EINVAL', `inode ${ino} was not reserved or is in use`);
+    return { ino: ino as number, time: isTimespec(time) && before(time, now) ? time : now };
+  }
+
   /** A new file at path (or the existing one, unless exclusive), maybe with its first chunk leased. */
-  async function create({ path, mode, uid, gid, exclusive, target, delegate }: MasterApi['create'][0]): Promise<MasterApi['create'][1]> {
+  async function create(req: MasterApi['create'][0]): Promise<MasterApi['create'][1]> {
+    const { path, mode, uid, gid, exclusive, target, delegate } = req;
     const { dir, name } = ns.parentOf(path);
     const existing = dir.children!.get(name);
     if (existing !== undefined) {
@@ -183,7 +195,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       return ns.attr(node);
     }
     const group = dir.perm & 0o2000 ? dir.gid : num(gid, 'gid');
-    const op: NsOp = { t: 'create', path, mode: num(mode, 'mode'), uid: num(uid, 'uid'), gid: group, ino: ns.nextIno, time: nowTimespec() };
+    const op: NsOp = { t: 'create', path, mode: num(mode, 'mode'), uid: num(uid, 'uid'), gid: group, ...answeredAhead(req.ino, req.time) };
     if (target !== true) return attrOf(await mutate(op));
     // The first chunk's records join the create's log write, and its replicas are made while
     // that write is on its way.
@@ -199,6 +211,23 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     return t ? { ...attrOf(node), target: t } : attrOf(node);
   }
 
+  /** One change a client answered ahead, through the (retry-aware) handler of its kind. */
+  function applyChange(item: DeferredChange, peer: ClientPeer): Promise<ChangeResult> {
+    if (typeof item?.path !== 'string') return Promise.reject(new GfsError('EINVAL', 'changes: an item without a path'));
+    const rid = { rid: item.rid }; // (RequestId, read by replies.ts)
+    if (item.op === 'unlink') return Promise.resolve(retrying.unlink!({ path: item.path, ...rid }, peer)).then(() => ({}));
+    if (item.op === 'mkdir') {
+      const { path, mode, uid, gid, ino, time } = item;
+      return Promise.resolve(retrying.mkdir!({ path, mode, uid, gid, ino, time, delegate: true, ...rid }, peer)).then(({ delegated }) => (delegated ? { delegated } : {}));
+    }
+    if (item.op !== 'create') return Promise.reject(new GfsError('EINVAL', `changes: unknown change ${String((item as { op?: unknown }).op)}`));
+    const { path, mode, uid, gid, ino, time, write } = item;
+    return Promise.resolve(retrying.create!({ path, mode, uid, gid, ino, time, exclusive: true, target: write === true, delegate: true, ...rid }, peer)).then(({ delegated, target }) => ({
+      ...(delegated ? { delegated } : {}),
+      ...(target ? { target } : {}),
+    }));
+  }
+
   const handlers: Handlers<MasterApi> = {
     lookup: ({ path, delegate }, peer) => delegated(ns.attr(ns.resolve(path)), delegate, peer as ClientPeer),
     giveBack: ({ inos }, peer) => {
@@ -211,9 +240,14 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       if (dir.type !== 'dir') throw new GfsError('ENOTDIR', `not a directory: ${path}`);
       return { entries: [...dir.children!].map(([name, ino]) => ({ name, attr: ns.attr(ns.get(ino)) })) };
     },
-    mkdir: async ({ path, mode, uid, gid }) => {
+    mkdir: async ({ path, mode, uid, gid, delegate, ino, time }, peer) => {
       const sg = setgidDir(path);
-      return attrOf(await mutate({ t: 'mkdir', path, mode: num(mode, 'mode') | (sg ? 0o2000 : 0), uid: num(uid, 'uid'), gid: sg ? sg.gid : num(gid, 'gid'), ino: ns.nextIno, time: nowTimespec() }));
+      const { node, logged } = applyAndLog({ t: 'mkdir', path, mode: num(mode, 'mode') | (sg ? 0o2000 : 0), uid: num(uid, 'uid'), gid: sg ? sg.gid : num(gid, 'gid'), ...answeredAhead(ino, time) });
+      // Granted as it is made: no other client may see it empty and then make a name in it
+      // unknown to the holder, whose listing of it is the empty one.
+      const grant = delegate === true && isClient(peer) ? delegations.grant(node!.ino, peer as ClientPeer) : 0;
+      await logged;
+      return grant > 0 ? { ...attrOf(node), delegated: grant } : attrOf(node);
     },
     create: async (req, peer) => {
       const made = create(req); // its own op first: a retried create's outcome is that op (replies.ts)
@@ -222,22 +256,22 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       return sized ? { ...attr, sized: await sized } : attr;
     },
     unlink: async ({ path }) => (await mutate({ t: 'unlink', path, time: nowTimespec() }), {}),
-    unlinks: async ({ items }, peer) => {
-      if (!Array.isArray(items)) throw new GfsError('EINVAL', 'unlinks: items must be a list');
-      // Each through the served unlink, so each is applied once per rid, in order (replies.ts).
-      const done = await Promise.allSettled(
-        items.map((item) => {
-          if (typeof item?.path !== 'string') return Promise.reject(new GfsError('EINVAL', 'unlinks: an item without a path'));
-          const one = { path: item.path, rid: item.rid }; // (rid: RequestId, read by replies.ts)
-          return Promise.resolve(served.unlink!(one, peer));
-        }),
-      );
-      const errors = done.flatMap((r, i) => {
-        if (r.status === 'fulfilled') return [];
+    changes: async ({ items, sizes }, peer) => {
+      if (!Array.isArray(items)) throw new GfsError('EINVAL', 'changes: items must be a list');
+      // All applied in this order before the reply (the guard made the recalls they need first).
+      const done = await Promise.allSettled(items.map((item) => applyChange(item, peer as ClientPeer)));
+      const results = done.map((r): ChangeResult => {
+        if (r.status === 'fulfilled') return r.value;
         const err = asGfsError(r.reason);
-        return [{ path: String(items[i]?.path), code: err.code, message: err.message }];
+        return { code: err.code, message: err.message };
       });
-      return { errors };
+      return Array.isArray(sizes) ? { results, sized: await Promise.all(sizes.map(sizeFromCreate)) } : { results };
+    },
+    reserveInos: async ({ count }) => {
+      const first = ns.nextIno;
+      const end = first + Math.min(Math.max(1, num(count, 'count')), 65_536);
+      await mutate({ t: 'reserveInos', next: end });
+      return { first, end };
     },
     rmdir: async ({ path }) => (await mutate({ t: 'rmdir', path, time: nowTimespec() }), {}),
     rename: async ({ from, to }) => (await mutate({ t: 'rename', from, to, time: nowTimespec() }), {}),
@@ -355,7 +389,9 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     },
   };
 
-  const served = delegations.guard(replies.wrap(handlers, ns), isClient);
+  /** The handlers, each retried request applied once per request id (replies.ts). */
+  const retrying = replies.wrap(handlers, ns);
+  const served = delegations.guard(retrying, isClient);
   const server = await RpcServer.listen<MasterApi>(
     { host: opts.host, port: opts.port, maxFrameBytes: cfg.maxFrameBytes, timeoutMs: cfg.rpcTimeoutMs, log },
     served,

@@ -162,6 +162,18 @@ export interface RequestId {
   rid?: string;
 }
 
+/** A change a client answered ahead of the master: an unlink, or a create under a directory delegation. */
+export type DeferredChange = (
+  | { op: 'unlink'; path: string }
+  /** write: the file was opened for writing (its first chunk comes with the answer). */
+  | { op: 'create'; path: string; mode: number; uid: number; gid: number; ino: number; time: Timespec; write?: true }
+  /** A directory made under its parent's delegation: its own delegation comes with the answer. */
+  | { op: 'mkdir'; path: string; mode: number; uid: number; gid: number; ino: number; time: Timespec }
+) &
+  RequestId;
+/** How one went: its error, or for a create the file's write delegation and first chunk (a mkdir: the directory's). */
+export type ChangeResult = { code: ErrorCode; message: string } | { delegated?: number; target?: WriteTarget };
+
 /** A file's new size after a writer's push, as extend takes it. */
 export interface SizeUpdate {
   ino: number;
@@ -179,7 +191,12 @@ export interface MasterClientApi {
   lookup: [{ path: string; delegate?: boolean }, Attr & { delegated?: number }];
   getattr: [{ ino: number }, Attr];
   readdir: [{ path: string }, { entries: DirEntry[] }];
-  mkdir: [{ path: string; mode: number; uid: number; gid: number }, Attr];
+  /**
+   * delegate: the client asks for the new directory's delegation (master/delegations.ts): while it
+   * holds it, it answers creates in it itself (client/deferred-changes.ts); delegated: the grant.
+   * ino, time: as with create, for a directory made under its parent's delegation.
+   */
+  mkdir: [{ path: string; mode: number; uid: number; gid: number; delegate?: boolean; ino?: number; time?: Timespec }, Attr & { delegated?: number }];
   /**
    * exclusive: fail with EEXIST if the name exists (O_EXCL); otherwise return the existing file.
    * target: a new file's first chunk is placed and leased along with the create (one round trip,
@@ -189,19 +206,24 @@ export interface MasterClientApi {
    * sizes: extends the client's background pushes made known (client/size-updates.ts), applied
    * after the create and logged with it; sized: each one's outcome, in order (left out when the
    * create failed, or was answered again for a retried id: the client then sends them alone).
+   * ino, time: a create the client answered ahead, under its directory's delegation, with an inode
+   * number the master reserved for it (reserveInos) and the time it gave the file.
    */
   create: [
-    { path: string; mode: number; uid: number; gid: number; exclusive: boolean; target?: boolean; delegate?: boolean; sizes?: SizeUpdate[] },
+    { path: string; mode: number; uid: number; gid: number; exclusive: boolean; target?: boolean; delegate?: boolean; sizes?: SizeUpdate[]; ino?: number; time?: Timespec },
     Attr & { target?: WriteTarget; delegated?: number; sized?: Array<Attr | { code: ErrorCode; message: string }> },
   ];
   /** Write delegations the client no longer needs (everything it wrote under them is flushed). */
   giveBack: [{ inos: number[] }, Record<string, never>];
   unlink: [{ path: string }, Record<string, never>];
   /**
-   * Unlinks a client has answered already (client/deferred-unlinks.ts), applied in order, each
-   * once per rid as a retried unlink is; errors: the ones that failed.
+   * Changes a client has answered already (client/deferred-changes.ts), applied in order, each once
+   * per rid as a retried unlink or create is; results: one per item, in order. sizes, sized: as
+   * with create (applied after the items).
    */
-  unlinks: [{ items: Array<{ path: string } & RequestId> }, { errors: Array<{ path: string; code: ErrorCode; message: string }> }];
+  changes: [{ items: DeferredChange[]; sizes?: SizeUpdate[] }, { results: ChangeResult[]; sized?: Array<Attr | { code: ErrorCode; message: string }> }];
+  /** Inode numbers [first, end) are this client's, for creates it answers ahead. */
+  reserveInos: [{ count: number }, { first: number; end: number }];
   rmdir: [{ path: string }, Record<string, never>];
   rename: [{ from: string; to: string }, Record<string, never>];
   link: [{ from: string; to: string }, Attr];
