@@ -82,6 +82,24 @@ describe('deferred changes', () => {
     expect(u.whenMade(5)).toBeUndefined();
   });
 
+  it('touches(): which listings must wait for the changes on their way, and which need not', async () => {
+    const m = fakeMaster();
+    const u = new DeferredChanges(100, m.send, quiet);
+    await u.add('/d', unlink('/d/a'), () => {});
+    await u.add('/e', { op: 'mkdir', path: '/e/sub', mode: 0o755, uid: 0, gid: 0, ino: 3, time: [1, 0] }, () => {});
+    expect([u.touches('/d'), u.touches('/e'), u.touches('/e/sub'), u.touches('/e/sub/deeper')]).toEqual([true, true, true, true]);
+    expect([u.touches('/'), u.touches('/f'), u.touches('/d/x')]).toEqual([false, false, false]);
+    let answered = false;
+    const waiting = u.answered().then(() => (answered = true));
+    expect(m.batches).toEqual([]); // answered() does not hurry the batch
+    await sleep(20);
+    expect(m.batches.length).toBe(1);
+    expect(answered).toBe(false);
+    m.answer();
+    await waiting;
+    expect(u.touches('/e/sub')).toBe(false);
+  });
+
   it('settled() sends what is queued now and resolves only when the master has answered', async () => {
     const m = fakeMaster();
     const u = new DeferredChanges(100, m.send, quiet);

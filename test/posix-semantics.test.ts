@@ -253,6 +253,37 @@ print(look.communicate()[0].decode().strip())
   });
 });
 
+describe('creates answered ahead in a directory this mount made (2)', () => {
+  it('a tree removed under a held directory: gone for another mount that looks at once, in the right order at the master', async () => {
+    // m1 makes a tree in a directory it holds and removes part of it (unlinks, then rmdirs: all
+    // answered ahead), then is stopped at once; m2 looks: it must wait for the recall and then find
+    // exactly what m1 left (an rmdir applied before the unlinks in it would have failed).
+    const run = await python(scratch, 'gone.py', `
+import os, signal, subprocess, sys, time
+d1, d2, pid = sys.argv[1] + '/gone', sys.argv[2] + '/gone', int(sys.argv[3])
+for sub in ('keep', 'drop/deep'):
+    os.makedirs(f'{d1}/{sub}')
+    for i in range(40):
+        with open(f'{d1}/{sub}/f{i}', 'w') as f:
+            f.write('x')
+for sub in ('drop/deep', 'drop'):
+    for name in os.listdir(f'{d1}/{sub}'):
+        if name != 'deep':
+            os.unlink(f'{d1}/{sub}/{name}')
+    os.rmdir(f'{d1}/{sub}')
+os.kill(pid, signal.SIGSTOP)
+try:
+    look = subprocess.Popen([sys.executable, '-c', 'import os, sys; d = sys.argv[1]; print(os.path.exists(d + "/drop"), sorted(os.listdir(d)), len(os.listdir(d + "/keep")))', d2], stdout=subprocess.PIPE)
+    time.sleep(0.5)
+finally:
+    os.kill(pid, signal.SIGCONT)
+print(look.communicate()[0].decode().strip())
+`);
+    expect((await ok(`${run} ${m1} ${m2} ${c.mounts[0].proc.pid}`)).trim()).toBe("False ['keep'] 40");
+    expect(await namesAtMaster('/gone')).toEqual(['keep']);
+  });
+});
+
 describe('names made on another mount', () => {
   it('a directory listed here shows another mount\'s new name within the attribute time; creating it here never clobbers', async () => {
     await ok(`mkdir ${m1}/seen && touch ${m1}/seen/a`);

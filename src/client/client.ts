@@ -121,6 +121,15 @@ export class GfsClient {
 
   // ------------------------------------------------------------------ namespace
 
+  /**
+   * A look-up in dir, or its listing: it waits only for the changes answered ahead that change
+   * dir's listing (or make or remove dir or a directory above it), not for every one (ask()).
+   */
+  private askIn<K extends 'lookup' | 'readdir'>(dir: string, type: K, body: MasterClientApi[K][0]): Promise<MasterClientApi[K][1]> {
+    if (!this.changes.touches(dir)) return this.master.call(type, body);
+    return this.changes.settled().then(() => this.master.call(type, body));
+  }
+
   /** path is not there, as far as this client knows: lookup(path) would throw ENOENT without asking. */
   knownAbsent(path: string): boolean {
     return this.attrs.get(path) === undefined && this.listings.absent(path);
@@ -132,7 +141,7 @@ export class GfsClient {
     // Not in a directory whose every name is known (the look-up before each create): no such name.
     if (!attr && !fresh && this.listings.absent(path)) throw new GfsError('ENOENT', `no such file or directory: ${path}`);
     if (!attr) {
-      const { delegated, ...got } = await this.ask('lookup', { path, ...(delegate ? { delegate } : {}) }).catch((e: unknown) => {
+      const { delegated, ...got } = await this.askIn(parentPath(path), 'lookup', { path, ...(delegate ? { delegate } : {}) }).catch((e: unknown) => {
         // Gone (removed by another client): the next look-up must not find it in the cache either.
         if (e instanceof GfsError && e.code === 'ENOENT') this.attrs.drop(path);
         throw e;
@@ -163,7 +172,7 @@ export class GfsClient {
   }
 
   async readdir(path: string): Promise<DirEntry[]> {
-    const { entries } = await this.ask('readdir', { path });
+    const { entries } = await this.askIn(path, 'readdir', { path });
     this.listings.set(path, entries.map((e) => e.name));
     for (const e of entries) this.attrs.set(joinPath(path, e.name), e.attr);
     return entries.map((e) => ({ name: e.name, attr: this.withPending(e.attr) }));
@@ -311,15 +320,38 @@ export class GfsClient {
   private giveBackDirs(inos: number[]): void {
     if (inos.length === 0) return;
     this.changes
-      .settled()
+      .answered()
       .then(() => this.master.call('giveBack', { inos }))
       .catch((e: Error) => this.log.debug(`give back of ${inos.length} directories: ${e.message}`));
   }
 
   async rmdir(path: string): Promise<void> {
     this.giveBackDirs(this.dirs.forgetTree(path));
+    const ahead = this.rmdirAhead(path);
+    if (ahead) return ahead;
     if (!(await this.rmdirBehindUnlinks(path))) await this.changed(this.ask('rmdir', { path }), [parentPath(path)], [path]);
     this.listings.removed(path);
+  }
+
+  /**
+   * rmdir of a directory this client knows to be empty, in a directory it holds: answered here and
+   * sent in the next batch of changes, behind the unlinks that emptied it (another mount that looks
+   * recalls the parent, and so waits for it). undefined: ask the master.
+   */
+  private rmdirAhead(path: string): Promise<void> | undefined {
+    const dir = parentPath(path);
+    if (this.cfg.deferredChanges === 0 || !this.dirs.holder(dir) || this.attrs.get(path)?.type !== 'dir' || !this.listings.knownEmpty(path)) return undefined;
+    const time = this.changeTime();
+    this.listings.removed(path);
+    this.attrs.dropTree(path);
+    this.behind.forgetTree(path);
+    // The parent's link count and times, as the master will have them.
+    const parent = this.attrs.get(dir);
+    if (parent) this.attrs.set(dir, { ...parent, nlink: parent.nlink - 1, mtime: time, ctime: time });
+    return this.changes.add(dir, { op: 'rmdir', path }, () => {
+      this.listings.forget(dir); // it may still be there: ask the master
+      this.attrs.drop(dir);
+    });
   }
 
   /**

@@ -29,6 +29,7 @@
 import { GfsError, asGfsError } from '../protocol/errors.js';
 import type { ChangeResult, DeferredChange } from '../protocol/messages.js';
 import type { Logger } from '../log.js';
+import { parentPath } from './attr-cache.js';
 
 /** A batch goes out this long after its first change, or when it has MAX_BATCH, or at settled(). */
 const BATCH_MS = 5;
@@ -36,6 +37,12 @@ const MAX_BATCH = 256;
 
 /** Sends changes to the master as one request; resolves with one result per change, in order. */
 export type SendChanges = (changes: DeferredChange[]) => Promise<ChangeResult[]>;
+
+function count(m: Map<string, number>, key: string, by: 1 | -1): void {
+  const n = (m.get(key) ?? 0) + by;
+  if (n > 0) m.set(key, n);
+  else m.delete(key);
+}
 
 /** A promise and its resolve (Promise.withResolvers is newer than Node 20). */
 function signal(): { promise: Promise<void>; resolve: () => void } {
@@ -65,6 +72,10 @@ export class DeferredChanges {
   private readonly making = new Map<number, Promise<void>>();
   /** Resolves once the batch now being queued is answered. */
   private batchDone = signal();
+  /** Directory → changes queued or on their way that change its listing. */
+  private readonly inDir = new Map<string, number>();
+  /** Path → mkdirs and rmdirs of it queued or on their way. */
+  private readonly ofDir = new Map<string, number>();
 
   constructor(
     /** The most changes queued or under way at once; the next one waits for room. */
@@ -87,6 +98,7 @@ export class DeferredChanges {
     // it among the changes to send.
     this.count++;
     this.queue.push({ dir, change, onFailure, ...(onDone ? { onDone } : {}) });
+    this.note(dir, change, 1);
     if (change.op === 'create') this.making.set(change.ino, this.batchDone.promise);
     if (this.queue.length >= MAX_BATCH) this.flush();
     else this.timer ??= setTimeout(() => this.flush(), BATCH_MS);
@@ -104,10 +116,33 @@ export class DeferredChanges {
     return this.making.get(ino);
   }
 
+  /**
+   * Some change queued or on its way changes dir's listing, or makes or removes dir or a directory
+   * above it: a listing of dir, or a look-up in it, must wait for them (settled()).
+   */
+  touches(dir: string): boolean {
+    if (this.count === 0) return false;
+    if (this.inDir.has(dir)) return true;
+    for (let p = dir; ; p = parentPath(p)) {
+      if (this.ofDir.has(p)) return true;
+      if (p === '/') return false;
+    }
+  }
+
+  private note(dir: string, change: DeferredChange, by: 1 | -1): void {
+    count(this.inDir, dir, by);
+    if (change.op === 'mkdir' || change.op === 'rmdir') count(this.ofDir, change.path, by);
+  }
+
   /** Resolves once every change queued before this call has been answered by the master. */
   async settled(): Promise<void> {
     this.flush();
     await Promise.all([...this.inFlight]);
+  }
+
+  /** Like settled(), but what is queued goes when it is due (for what may wait: a give-back). */
+  async answered(): Promise<void> {
+    await Promise.all([...this.inFlight, ...(this.queue.length > 0 ? [this.batchDone.promise] : [])]);
   }
 
   /** settled(), then throw the failure of a deferred change in dir since the last report (once). */
@@ -142,6 +177,7 @@ export class DeferredChanges {
     const done = sent.finally(() => {
       this.inFlight.delete(done);
       this.count -= batch.length;
+      for (const q of batch) this.note(q.dir, q.change, -1);
       for (const q of batch) if (q.change.op === 'create' && this.making.get(q.change.ino) === answered.promise) this.making.delete(q.change.ino);
       answered.resolve();
     });
@@ -150,8 +186,8 @@ export class DeferredChanges {
 
   private failed(q: Queued, err: GfsError): void {
     const { op, path } = q.change;
-    if (op === 'unlink' && err.code === 'ENOENT') return; // removed by someone else first: the name is gone all the same
-    const outcome = op === 'unlink' ? 'the name stays' : op === 'create' ? 'the file is not there' : 'the directory is not there';
+    if ((op === 'unlink' || op === 'rmdir') && err.code === 'ENOENT') return; // removed by someone else first: the name is gone all the same
+    const outcome = op === 'unlink' || op === 'rmdir' ? 'the name stays' : op === 'create' ? 'the file is not there' : 'the directory is not there';
     this.log.warn(`${op} ${path} (answered already) failed at the master: ${err.message}; ${outcome}`);
     if (!this.failures.has(q.dir)) this.failures.set(q.dir, new GfsError(err.code, `an earlier ${op} in ${q.dir} failed: ${err.message}`));
     q.onFailure();

@@ -13,8 +13,12 @@
 import type { Attr } from '../protocol/messages.js';
 import type { DirListings } from './dir-listings.js';
 
-/** A delegation unused this long is given back. */
-const IDLE_MS = 2000;
+/**
+ * A delegation unused this long is given back. Longer than a file's: a tree is often read or
+ * removed by its maker a little after it was made (a build, `cp -r` then `rm -rf`), and another
+ * mount that looks pays one recall, not one per name.
+ */
+const IDLE_MS = 30_000;
 /** Inode numbers asked for at a time, and how few left make us ask for more. */
 const RESERVE = 1024;
 const LOW = 256;
@@ -57,7 +61,7 @@ export class DirDelegations {
     this.topUp();
   }
 
-  /** The delegation of the directory at path, if we hold it (marked used). */
+  /** The delegation of the directory at path, if we hold it (marked used: names made or removed in it). */
   holder(dir: string): HeldDir | undefined {
     const d = this.held.get(dir);
     if (d) d.lastUse = Date.now();

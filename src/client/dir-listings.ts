@@ -81,6 +81,12 @@ export class DirListings {
     this.pinned.delete(dir);
   }
 
+  /** dir is known to be empty (listed, and everything in it removed since). */
+  knownEmpty(dir: string): boolean {
+    const d = this.dirs.get(dir);
+    return d !== undefined && d.names.size === 0 && (d.until >= Date.now() || this.pinned.has(dir));
+  }
+
   /** dir's listing is known in full and cannot change without us: a create there may be answered here. */
   complete(dir: string): boolean {
     return this.pinned.has(dir) && this.dirs.has(dir);

@@ -22,6 +22,8 @@ export type ClientPeer = Peer<ClientApi, MasterClientApi>;
 
 /** Client requests that never read or change a file (no recall before them). */
 const untouching = new Set<string>(['statfs', 'status', 'trash', 'drain', 'lock', 'testLock', 'cancelLock', 'giveBack', 'reportBad', 'readlink']);
+/** Client requests whose handlers make their recalls themselves (before()). */
+const selfGuarded = new Set<string>(['changes']);
 
 export class Delegations {
   private readonly holders = new Map<number, ClientPeer>();
@@ -75,7 +77,7 @@ export class Delegations {
   guard(handlers: Handlers<MasterApi>, isClient: (peer: Peer<any, any>) => boolean): Handlers<MasterApi> {
     const out: Record<string, unknown> = { ...handlers };
     for (const [type, handler] of Object.entries(handlers) as Array<[string, (req: unknown, peer: Peer<any, any>) => unknown]>) {
-      if (untouching.has(type)) continue;
+      if (untouching.has(type) || selfGuarded.has(type)) continue;
       out[type] = (req: unknown, peer: Peer<any, any>) => {
         if (this.holders.size === 0 || !isClient(peer) || typeof req !== 'object' || req === null) return handler(req, peer);
         return this.before(type, req as Record<string, unknown>, peer as ClientPeer).then(() => handler(req, peer));

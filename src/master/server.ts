@@ -211,11 +211,15 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     return t ? { ...attrOf(node), target: t } : attrOf(node);
   }
 
+  /** Client → once its last batch of changes is applied (they are applied one batch after another). */
+  const batchesApplied = new WeakMap<object, Promise<void>>();
+
   /** One change a client answered ahead, through the (retry-aware) handler of its kind. */
   function applyChange(item: DeferredChange, peer: ClientPeer): Promise<ChangeResult> {
     if (typeof item?.path !== 'string') return Promise.reject(new GfsError('EINVAL', 'changes: an item without a path'));
     const rid = { rid: item.rid }; // (RequestId, read by replies.ts)
     if (item.op === 'unlink') return Promise.resolve(retrying.unlink!({ path: item.path, ...rid }, peer)).then(() => ({}));
+    if (item.op === 'rmdir') return Promise.resolve(retrying.rmdir!({ path: item.path, ...rid }, peer)).then(() => ({}));
     if (item.op === 'mkdir') {
       const { path, mode, uid, gid, ino, time } = item;
       return Promise.resolve(retrying.mkdir!({ path, mode, uid, gid, ino, time, delegate: true, ...rid }, peer)).then(({ delegated }) => (delegated ? { delegated } : {}));
@@ -256,10 +260,25 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       return sized ? { ...attr, sized: await sized } : attr;
     },
     unlink: async ({ path }) => (await mutate({ t: 'unlink', path, time: nowTimespec() }), {}),
-    changes: async ({ items, sizes }, peer) => {
+    changes: async (req, peer) => {
+      const { items, sizes } = req;
       if (!Array.isArray(items)) throw new GfsError('EINVAL', 'changes: items must be a list');
-      // All applied in this order before the reply (the guard made the recalls they need first).
-      const done = await Promise.allSettled(items.map((item) => applyChange(item, peer as ClientPeer)));
+      // Applied in this order (the guard made the recalls they need first), and after the client's
+      // batch before, which may still wait for a recall: an rmdir must not overtake the unlinks of
+      // the names in it, a create the unlink of the old file of that name.
+      // (Its recalls are made here, not by the guard: the place in line is taken on arrival.)
+      const before = batchesApplied.get(peer);
+      let applied!: () => void;
+      batchesApplied.set(peer, new Promise<void>((r) => (applied = r)));
+      let started: Array<Promise<ChangeResult>>;
+      try {
+        if (isClient(peer)) await delegations.before('changes', req, peer as ClientPeer);
+        if (before) await before;
+        started = items.map((item) => applyChange(item, peer as ClientPeer));
+      } finally {
+        applied(); // (the next batch goes on after the microtasks that apply these, queued already)
+      }
+      const done = await Promise.allSettled(started);
       const results = done.map((r): ChangeResult => {
         if (r.status === 'fulfilled') return r.value;
         const err = asGfsError(r.reason);

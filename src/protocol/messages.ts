@@ -169,6 +169,8 @@ export type DeferredChange = (
   | { op: 'create'; path: string; mode: number; uid: number; gid: number; ino: number; time: Timespec; write?: true }
   /** A directory made under its parent's delegation: its own delegation comes with the answer. */
   | { op: 'mkdir'; path: string; mode: number; uid: number; gid: number; ino: number; time: Timespec }
+  /** A directory the client knows to be empty (it removed what it listed there). */
+  | { op: 'rmdir'; path: string }
 ) &
   RequestId;
 /** How one went: its error, or for a create the file's write delegation and first chunk (a mkdir: the directory's). */
