@@ -9,7 +9,7 @@ import { connect, decode, encode, encodeLarge, RpcServer, type Peer } from '../s
 import { logger } from '../src/log.js';
 
 type EchoApi = {
-  echo: [{ data: Buffer; n: number }, { data: Buffer; n: number }];
+  echo: [{ data?: Buffer; n: number }, { data?: Buffer; n: number }];
   fail: [Record<string, never>, Record<string, never>];
   slow: [Record<string, never>, Record<string, never>];
 };
@@ -69,13 +69,41 @@ describe('rpc', () => {
     const raw = new WebSocket(`ws://${server!.address}`);
     await new Promise((r) => raw.on('open', r));
     const replies: unknown[] = [];
-    raw.on('message', (m) => replies.push(decode(m as Buffer)));
+    raw.on('message', (m) => {
+      const frame = decode(m as Buffer) as unknown[];
+      if (frame[0] === 3) replies.push(...(frame[2] as unknown[])); // coalesced: both in one message
+      else replies.push(frame);
+    });
     raw.send(Buffer.from([0xc1, 0xff, 0xff, 0xff, 0xff, 1, 2, 3])); // header longer than the frame
     raw.send(Buffer.from([0xc1, 0, 0, 0, 1, 0x05, 9, 9])); // header is not a frame
     await expect.poll(() => replies.length).toBe(2);
     for (const r of replies) expect((r as unknown[]).slice(0, 3)).toEqual([2, 0, 'EPROTO']);
     raw.close();
     expect((await p.call('echo', { data: Buffer.from('ok'), n: 1 })).n).toBe(2);
+  });
+});
+
+describe('coalescing', () => {
+  it('requests made in one turn of the event loop after its first go as one message, and so do their replies', async () => {
+    const p = await start();
+    const raw = new WebSocket(`ws://${server!.address}`);
+    await new Promise((r) => raw.on('open', r));
+    const messages: unknown[][] = [];
+    raw.on('message', (m) => messages.push(decode(m as Buffer) as unknown[]));
+    // Three requests in one message, as a peer coalesces them: the first reply goes at once (it
+    // waits for nothing), the other two together.
+    raw.send(encode([3, 0, [1, 2, 3].map((n) => [0, n, 'echo', { n }])]));
+    await expect.poll(() => messages.length).toBe(2);
+    const n = (f: unknown[]) => [f[0], f[1], (f[2] as { n: number }).n];
+    expect(n(messages[0])).toEqual([1, 1, 2]);
+    expect(messages[1][0]).toBe(3);
+    expect((messages[1][2] as unknown[][]).map(n)).toEqual([[1, 2, 3], [1, 3, 4]]);
+    raw.close();
+    // A peer's calls in one turn, small and with a large data tail, all answered in order.
+    const big = Buffer.alloc(200_000, 7);
+    const got = await Promise.all([p.call('echo', { n: 1 }), p.call('echo', { n: 2, data: big }), p.call('echo', { n: 3 })]);
+    expect(got.map((r) => r.n)).toEqual([2, 3, 4]);
+    expect(Buffer.compare(got[1].data!, big)).toBe(0);
   });
 });
 
