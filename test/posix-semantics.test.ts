@@ -217,27 +217,37 @@ for i in range(1, 601):
 });
 
 describe('creates answered ahead in a directory this mount made', () => {
-  it('another mount, looking the moment after, finds every file and byte; O_EXCL there fails; later creates go by the master', async () => {
-    // m1 makes the directory (and holds it) and fills it; the moment after its last file, m1's mount
-    // is stopped (SIGSTOP) with creates still unsent, and m2 opens the last file by name, then lists
-    // the directory: the master must recall the directory from m1 first, so m2 waits until m1 runs
-    // again and has sent them.
-    const run = await python(scratch, 'ahead.py', `
+  /**
+   * Run work (Python, on d1: m1's dir) and stop m1's mount (SIGSTOP) the moment after, with what
+   * it answered ahead maybe unsent; meanwhile run look (Python, on d: m2's dir) in another process;
+   * let m1 go on after half a second; what look printed. A look that needs m1's changes must wait
+   * for the master's recall of the directory from m1, which m1 answers only once running again.
+   */
+  async function whileM1Stopped(dir: string, work: string, look: string): Promise<string> {
+    const run = await python(scratch, `${dir}.py`, `
 import os, signal, subprocess, sys, time
-d1, d2, pid = sys.argv[1] + '/ahead', sys.argv[2] + '/ahead', int(sys.argv[3])
-os.mkdir(d1)
-for i in range(300):
-    with open(f'{d1}/f{i}', 'w') as f:
-        f.write(f'{i}\\n')
+d1, d2, pid = sys.argv[1] + '/${dir}', sys.argv[2] + '/${dir}', int(sys.argv[3])
+${work}
 os.kill(pid, signal.SIGSTOP)
 try:
-    look = subprocess.Popen([sys.executable, '-c', 'import os, sys; d = sys.argv[1]; last = open(d + "/f299").read().strip(); print(len(os.listdir(d)), last)', d2], stdout=subprocess.PIPE)
+    look = subprocess.Popen([sys.executable, '-c', 'import os, sys; d = sys.argv[1]; ' + ${JSON.stringify(look)}, d2], stdout=subprocess.PIPE)
     time.sleep(0.5)
 finally:
     os.kill(pid, signal.SIGCONT)
 print(look.communicate()[0].decode().strip())
 `);
-    expect((await ok(`${run} ${m1} ${m2} ${c.mounts[0].proc.pid}`)).trim()).toBe('300 299');
+    return (await ok(`${run} ${m1} ${m2} ${c.mounts[0].proc.pid}`)).trim();
+  }
+
+  it('another mount, looking the moment after, finds every file and byte; O_EXCL there fails; later creates go by the master', async () => {
+    // m1 makes the directory (and holds it) and fills it; m2 opens the last file by name, then
+    // lists the directory.
+    const work = `
+os.mkdir(d1)
+for i in range(300):
+    with open(f'{d1}/f{i}', 'w') as f:
+        f.write(f'{i}\\n')`;
+    expect(await whileM1Stopped('ahead', work, 'last = open(d + "/f299").read().strip(); print(len(os.listdir(d)), last)')).toBe('300 299');
     expect((await namesAtMaster('/ahead')).length).toBe(300);
     const excl = await sh(`LC_ALL=C bash -c 'set -C; echo from-m2 > ${m2}/ahead/f3'`);
     expect(excl.stderr).toMatch(/File exists|cannot overwrite/);
@@ -251,16 +261,12 @@ print(look.communicate()[0].decode().strip())
     expect(new Set(seen).size).toBe(302);
     expect(await inos(m2)).toEqual(seen);
   });
-});
 
-describe('creates answered ahead in a directory this mount made (2)', () => {
   it('a tree removed under a held directory: gone for another mount that looks at once, in the right order at the master', async () => {
     // m1 makes a tree in a directory it holds and removes part of it (unlinks, then rmdirs: all
-    // answered ahead), then is stopped at once; m2 looks: it must wait for the recall and then find
-    // exactly what m1 left (an rmdir applied before the unlinks in it would have failed).
-    const run = await python(scratch, 'gone.py', `
-import os, signal, subprocess, sys, time
-d1, d2, pid = sys.argv[1] + '/gone', sys.argv[2] + '/gone', int(sys.argv[3])
+    // answered ahead); m2 must find exactly what m1 left (an rmdir applied before the unlinks in
+    // it would have failed).
+    const work = `
 for sub in ('keep', 'drop/deep'):
     os.makedirs(f'{d1}/{sub}')
     for i in range(40):
@@ -270,16 +276,8 @@ for sub in ('drop/deep', 'drop'):
     for name in os.listdir(f'{d1}/{sub}'):
         if name != 'deep':
             os.unlink(f'{d1}/{sub}/{name}')
-    os.rmdir(f'{d1}/{sub}')
-os.kill(pid, signal.SIGSTOP)
-try:
-    look = subprocess.Popen([sys.executable, '-c', 'import os, sys; d = sys.argv[1]; print(os.path.exists(d + "/drop"), sorted(os.listdir(d)), len(os.listdir(d + "/keep")))', d2], stdout=subprocess.PIPE)
-    time.sleep(0.5)
-finally:
-    os.kill(pid, signal.SIGCONT)
-print(look.communicate()[0].decode().strip())
-`);
-    expect((await ok(`${run} ${m1} ${m2} ${c.mounts[0].proc.pid}`)).trim()).toBe("False ['keep'] 40");
+    os.rmdir(f'{d1}/{sub}')`;
+    expect(await whileM1Stopped('gone', work, 'print(os.path.exists(d + "/drop"), sorted(os.listdir(d)), len(os.listdir(d + "/keep")))')).toBe("False ['keep'] 40");
     expect(await namesAtMaster('/gone')).toEqual(['keep']);
   });
 });
