@@ -2,6 +2,7 @@
 // this client. The FUSE adapter is one user of it; tests and tools can use it directly.
 
 import { GfsError } from '../protocol/errors.js';
+import { nameTooLong, typeBits } from '../protocol/modes.js';
 import type { Attr, ChangeResult, DeferredChange, DirEntry, FsStats, MasterClientApi, SetAttr } from '../protocol/messages.js';
 import { PeerPool } from '../protocol/pool.js';
 import { maxRecordBytes, type GfsConfig } from '../config.js';
@@ -18,10 +19,6 @@ import { WriteBehind } from './write-behind.js';
 import { SIZE_WAIT_MS, SizeUpdates } from './size-updates.js';
 
 const later = (a: Attr['ctime'], b: Attr['ctime']): boolean => a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
-/** The longest name the master takes (bytes of UTF-8): a longer one is left for it to refuse. */
-const NAME_MAX = 255;
 
 export class GfsClient {
   readonly io: ChunkIo;
@@ -222,8 +219,7 @@ export class GfsClient {
     const dir = parentPath(path);
     const held = this.dirs.holder(dir);
     if (!held || !this.listings.complete(dir) || !this.listings.absent(path)) return undefined;
-    const name = path.slice(dir.length + 1);
-    if (name.length * 3 > NAME_MAX && Buffer.byteLength(name) > NAME_MAX) return undefined;
+    if (nameTooLong(path.slice(dir.length + 1))) return undefined; // (the master's to refuse)
     const ino = this.dirs.takeIno();
     return ino === undefined ? undefined : { dir, held, ino, time: this.changeTime() };
   }
@@ -237,7 +233,7 @@ export class GfsClient {
     const a = this.ahead(path);
     if (!a) return undefined;
     const { dir, held, ino, time } = a;
-    const attr: Attr = { ino, type: 'file', mode: S_IFREG | mode, uid, gid: held.setgidGroup ?? gid, size: 0, nlink: 1, atime: time, mtime: time, ctime: time };
+    const attr: Attr = { ino, type: 'file', mode: typeBits.file | mode, uid, gid: held.setgidGroup ?? gid, size: 0, nlink: 1, atime: time, mtime: time, ctime: time };
     // Known at once: a second create of the name, or a look-up, is answered from these.
     this.listings.added(path);
     this.attrs.set(path, attr);
@@ -264,7 +260,7 @@ export class GfsClient {
     if (!a) return undefined;
     const { dir, held, ino, time } = a;
     const sg = held.setgidGroup !== undefined;
-    const attr: Attr = { ino, type: 'dir', mode: S_IFDIR | mode | (sg ? 0o2000 : 0), uid, gid: held.setgidGroup ?? gid, size: 0, nlink: 2, atime: time, mtime: time, ctime: time };
+    const attr: Attr = { ino, type: 'dir', mode: typeBits.dir | mode | (sg ? 0o2000 : 0), uid, gid: held.setgidGroup ?? gid, size: 0, nlink: 2, atime: time, mtime: time, ctime: time };
     this.listings.added(path);
     this.attrs.set(path, attr);
     this.listings.set(path, []);
@@ -326,7 +322,7 @@ export class GfsClient {
   }
 
   async rmdir(path: string): Promise<void> {
-    this.giveBackDirs(this.dirs.forgetTree(path));
+    this.giveBackDirs(this.dirs.forget(path)); // (empty, so nothing beneath it is held)
     const ahead = this.rmdirAhead(path);
     if (ahead) return ahead;
     if (!(await this.rmdirBehindUnlinks(path))) await this.changed(this.ask('rmdir', { path }), [parentPath(path)], [path]);

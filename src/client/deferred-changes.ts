@@ -177,8 +177,10 @@ export class DeferredChanges {
     const done = sent.finally(() => {
       this.inFlight.delete(done);
       this.count -= batch.length;
-      for (const q of batch) this.note(q.dir, q.change, -1);
-      for (const q of batch) if (q.change.op === 'create' && this.making.get(q.change.ino) === answered.promise) this.making.delete(q.change.ino);
+      for (const q of batch) {
+        this.note(q.dir, q.change, -1);
+        if (q.change.op === 'create') this.making.delete(q.change.ino); // (inode numbers are never reused)
+      }
       answered.resolve();
     });
     this.inFlight.add(done);

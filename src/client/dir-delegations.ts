@@ -86,6 +86,14 @@ export class DirDelegations {
     if (path !== undefined && this.held.get(path)!.grant <= grant) this.drop(path);
   }
 
+  /** The directory at path was removed here: its inode, to give back, if we held it. */
+  forget(path: string): number[] {
+    const d = this.held.get(path);
+    if (!d) return [];
+    this.drop(path);
+    return [d.ino];
+  }
+
   /**
    * The directory at path, or one beneath it, was renamed or removed here: the paths we hold
    * them by no longer lead to them. Returns their inodes, to give back.

@@ -30,16 +30,18 @@ export class DirListings {
     this.dirs.set(dir, { names: new Set(names), until: Date.now() + this.ttlMs });
   }
 
+  /** dir's listing, if it is still to be trusted (an expired one is dropped). */
+  private live(dir: string): { names: Set<string>; until: number } | undefined {
+    const d = this.dirs.get(dir);
+    if (!d || d.until >= Date.now() || this.pinned.has(dir)) return d;
+    this.dirs.delete(dir);
+    return undefined;
+  }
+
   /** path's name is known not to be in its directory. */
   absent(path: string): boolean {
-    const dir = parentPath(path);
-    const d = this.dirs.get(dir);
-    if (!d || path === '/') return false;
-    if (d.until < Date.now() && !this.pinned.has(dir)) {
-      this.dirs.delete(dir);
-      return false;
-    }
-    return !d.names.has(nameOf(path));
+    const d = path === '/' ? undefined : this.live(parentPath(path));
+    return d !== undefined && !d.names.has(nameOf(path));
   }
 
   /** This client made path (a create, mkdir, symlink, link or rename's new name). */
@@ -83,8 +85,7 @@ export class DirListings {
 
   /** dir is known to be empty (listed, and everything in it removed since). */
   knownEmpty(dir: string): boolean {
-    const d = this.dirs.get(dir);
-    return d !== undefined && d.names.size === 0 && (d.until >= Date.now() || this.pinned.has(dir));
+    return this.live(dir)?.names.size === 0;
   }
 
   /** dir's listing is known in full and cannot change without us: a create there may be answered here. */

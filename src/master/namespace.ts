@@ -4,18 +4,13 @@
 
 import { GfsError } from '../protocol/errors.js';
 import type { Attr, ChunkHandle, FileType, Timespec } from '../protocol/messages.js';
+import { nameTooLong, typeBits } from '../protocol/modes.js';
 import type { NsOp } from './ops.js';
 import { InodeTable, type Inode } from './inode-table.js';
 
 export type { Inode };
 
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
-const typeBits: Record<FileType, number> = { dir: S_IFDIR, file: S_IFREG, symlink: S_IFLNK };
-
 export const ROOT_INO = 1;
-const NAME_MAX = 255;
 
 /** Bytes of extended attributes (names and values) one inode may hold. */
 export const XATTR_MAX_BYTES = 256 * 1024;
@@ -61,9 +56,7 @@ export function splitPath(path: string): string[] {
   const parts = path.split('/').filter((p) => p !== '' && p !== '.');
   for (const p of parts) {
     if (p === '..') throw new GfsError('EINVAL', `path may not contain '..': ${path}`);
-    // A UTF-16 code unit is at most 3 bytes of UTF-8: only long names need counting (replay of a
-    // million creates spent a fifth of its time here).
-    if (p.length * 3 > NAME_MAX && Buffer.byteLength(p) > NAME_MAX) throw new GfsError('ENAMETOOLONG', `name too long: ${p.slice(0, 40)}...`);
+    if (nameTooLong(p)) throw new GfsError('ENAMETOOLONG', `name too long: ${p.slice(0, 40)}...`);
   }
   return parts;
 }
