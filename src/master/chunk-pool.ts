@@ -30,8 +30,6 @@ import type { NsOp } from './ops.js';
 const MAX_BATCH = 1024;
 /** The fewest chunks the pool aims to keep once asked for one. */
 const MIN_WANT = 2;
-/** Chunks in a row that one primary leads. */
-const PRIMARY_RUN = 8;
 
 interface Placed {
   handle: ChunkHandle;
@@ -136,17 +134,13 @@ export class ChunkPool {
     for (const p of this.ready) p.replicas.forEach(count1);
     const first = this.ns.nextHandle;
     const placed: Array<Omit<Placed, 'expiresAt'>> = [];
-    let lead: Chunkserver | undefined;
     for (let i = 0; i < count; i++) {
       const replicas = this.cluster.pickTargets(this.cfg.replication, undefined, undefined, (s) => pooled.get(s.id) ?? 0);
       // Short of servers: chunks are placed one by one when asked for, on as many as there are.
       if (replicas.length < this.cfg.replication) break;
       replicas.forEach(count1);
-      // Primaries take turns, so that no one server leads every chain; a run of PRIMARY_RUN
-      // chunks in a row shares one (they go to files made one after another, whose pushes then
-      // travel to it together: rpc.ts coalesces them, and its forwards and replies).
-      if ((first + i) % PRIMARY_RUN === 0 || !lead || !replicas.includes(lead)) lead = replicas[Math.floor((first + i) / PRIMARY_RUN) % replicas.length];
-      const primary = lead;
+      // Primaries take turns, so that no one server leads every chain.
+      const primary = replicas[(first + i) % replicas.length];
       placed.push({ handle: first + i, primary, replicas, epochs: replicas.map((s) => s.epoch) });
     }
     if (placed.length === 0) return;
