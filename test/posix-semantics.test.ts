@@ -280,6 +280,35 @@ for sub in ('drop/deep', 'drop'):
     expect(await whileM1Stopped('gone', work, 'print(os.path.exists(d + "/drop"), sorted(os.listdir(d)), len(os.listdir(d + "/keep")))')).toBe("False ['keep'] 40");
     expect(await namesAtMaster('/gone')).toEqual(['keep']);
   });
+
+  it('a tree the mount made is listed and removed with the master stopped, and is gone there once it runs', async () => {
+    // Everything removing a held tree asks (listings, look-ups, unlinks, rmdirs) is known to the
+    // mount: it must not wait for the master, which applies the changes when it runs again.
+    const run = await python(scratch, 'offline.py', `
+import os, signal, subprocess, sys, time
+d, pid = sys.argv[1] + '/offline', int(sys.argv[2])
+for sub in ('a', 'b'):
+    os.makedirs(f'{d}/{sub}')
+    for i in range(30):
+        with open(f'{d}/{sub}/f{i}', 'w') as f:
+            f.write('x')
+os.kill(pid, signal.SIGSTOP)
+try:
+    # (Python's, not rm -rf: that asks statfs, which is the master's to answer.)
+    p = subprocess.Popen([sys.executable, '-c', 'import os, shutil, sys; d = sys.argv[1]; print(len(os.listdir(d + "/a"))); shutil.rmtree(d + "/a"); shutil.rmtree(d + "/b"); print(len(os.listdir(d)))', d], stdout=subprocess.PIPE)
+    for _ in range(100):
+        if p.poll() is not None:
+            break
+        time.sleep(0.02)
+    finished = p.poll() is not None
+finally:
+    os.kill(pid, signal.SIGCONT)
+print(finished, p.communicate()[0].decode().split())
+`);
+    expect((await ok(`${run} ${m1} ${c.master.proc.pid}`)).trim()).toBe("True ['30', '0']");
+    await until(async () => (await namesAtMaster('/offline')).length === 0, 'the removals to reach the master');
+    expect(await ok(`ls -A ${m2}/offline`)).toBe('');
+  });
 });
 
 describe('names made on another mount', () => {

@@ -4,17 +4,17 @@
 // as NFS attribute caching does. open() always asks the master (close-to-open consistency).
 
 import type { Attr } from '../protocol/messages.js';
+import { PathMap } from './path-tree.js';
+
+export { joinPath, parentPath } from './path-tree.js';
 
 const MAX_ENTRIES = 200_000;
 
 /** a is older than b (the master gives every change a ctime later than all before it). */
 const older = (a: Attr['ctime'], b: Attr['ctime']) => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
 
-export const joinPath = (dir: string, name: string): string => (dir === '/' ? `/${name}` : `${dir}/${name}`);
-export const parentPath = (path: string): string => path.slice(0, Math.max(1, path.lastIndexOf('/')));
-
 export class AttrCache {
-  private readonly byPath = new Map<string, { attr: Attr; until: number }>();
+  private readonly byPath = new PathMap<{ attr: Attr; until: number }>();
   private readonly byIno = new Map<number, Set<string>>();
   /**
    * The latest ctime seen per inode. A reply that was on its way while this client changed the
@@ -91,9 +91,7 @@ export class AttrCache {
 
   /** Forget path and everything beneath it (a directory renamed or removed). */
   dropTree(path: string): void {
-    this.drop(path);
-    const prefix = path === '/' ? '/' : path + '/';
-    for (const p of [...this.byPath.keys()]) if (p.startsWith(prefix)) this.drop(p);
+    for (const p of this.byPath.under(path)) this.drop(p);
   }
 
   clear(): void {

@@ -169,10 +169,30 @@ export class GfsClient {
   }
 
   async readdir(path: string): Promise<DirEntry[]> {
+    const known = this.heldListing(path);
+    if (known) return known;
     const { entries } = await this.askIn(path, 'readdir', { path });
     this.listings.set(path, entries.map((e) => e.name));
     for (const e of entries) this.attrs.set(joinPath(path, e.name), e.attr);
     return entries.map((e) => ({ name: e.name, attr: this.withPending(e.attr) }));
+  }
+
+  /**
+   * The listing of a directory this client holds, answered here: nobody else can add, remove or
+   * rename a name in it without recalling it first, so the names are those the master has once our
+   * changes are applied. Only when every entry's attributes are cached (as fresh as a look-up's).
+   * rm -rf lists each directory again after emptying it: it need not wait for the unlinks.
+   */
+  private heldListing(path: string): DirEntry[] | undefined {
+    const names = this.listings.held(path);
+    if (!names) return undefined;
+    const entries: DirEntry[] = [];
+    for (const name of names) {
+      const attr = this.attrs.get(joinPath(path, name));
+      if (!attr) return undefined;
+      entries.push({ name, attr: this.withPending(attr) });
+    }
+    return entries;
   }
 
   mkdir(path: string, mode: number, uid: number, gid: number): Promise<Attr> {

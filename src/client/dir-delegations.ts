@@ -12,6 +12,7 @@
 
 import type { Attr } from '../protocol/messages.js';
 import type { DirListings } from './dir-listings.js';
+import { PathMap } from './path-tree.js';
 
 /**
  * A delegation unused this long is given back. Longer than a file's: a tree is often read or
@@ -32,7 +33,7 @@ export interface HeldDir {
 }
 
 export class DirDelegations {
-  private readonly held = new Map<string, HeldDir>();
+  private readonly held = new PathMap<HeldDir>();
   private readonly pathOf = new Map<number, string>();
   /** Inode → the last grant recalled: a mkdir reply read after its recall must not make us holder. */
   private readonly recalled = new Map<number, number>();
@@ -100,11 +101,9 @@ export class DirDelegations {
    */
   forgetTree(path: string): number[] {
     const gone: number[] = [];
-    for (const [p, d] of this.held) {
-      if (p === path || p.startsWith(path === '/' ? '/' : path + '/')) {
-        gone.push(d.ino);
-        this.drop(p);
-      }
+    for (const p of this.held.under(path)) {
+      gone.push(this.held.get(p)!.ino);
+      this.drop(p);
     }
     return gone;
   }

@@ -6,7 +6,7 @@
 // client made shows within the same time as its attributes would; a create never relies on it (the
 // master decides whether the name exists), as with NFS's caching of negative look-ups.
 
-import { joinPath, parentPath } from './attr-cache.js';
+import { PathMap, parentPath } from './path-tree.js';
 
 /** Listings longer than this are not kept (a huge directory would cost memory for little). */
 const MAX_NAMES = 50_000;
@@ -16,7 +16,7 @@ const MAX_DIRS = 10_000;
 const nameOf = (path: string): string => path.slice(path.lastIndexOf('/') + 1);
 
 export class DirListings {
-  private readonly dirs = new Map<string, { names: Set<string>; until: number }>();
+  private readonly dirs = new PathMap<{ names: Set<string>; until: number }>();
   /** Directories this client holds (dir-delegations.ts): nobody else changes them, so they never expire. */
   private readonly pinned = new Set<string>();
 
@@ -65,9 +65,7 @@ export class DirListings {
 
   /** Forget dir and every directory beneath it. */
   forgetTree(dir: string): void {
-    this.dirs.delete(dir);
-    const prefix = joinPath(dir, '');
-    for (const d of [...this.dirs.keys()]) if (d.startsWith(prefix)) this.dirs.delete(d);
+    for (const d of this.dirs.under(dir)) this.dirs.delete(d);
   }
 
   clear(): void {
@@ -91,5 +89,10 @@ export class DirListings {
   /** dir's listing is known in full and cannot change without us: a create there may be answered here. */
   complete(dir: string): boolean {
     return this.pinned.has(dir) && this.dirs.has(dir);
+  }
+
+  /** The names in dir, if its listing is complete (complete()). */
+  held(dir: string): ReadonlySet<string> | undefined {
+    return this.pinned.has(dir) ? this.dirs.get(dir)?.names : undefined;
   }
 }

@@ -15,6 +15,7 @@ import type { GfsError } from '../protocol/errors.js';
 import { asGfsError } from '../protocol/errors.js';
 import type { ChunkHandle, ServerAddress } from '../protocol/messages.js';
 import type { Logger } from '../log.js';
+import { PathMap } from './path-tree.js';
 
 type Touched = Map<ChunkHandle, ServerAddress[]>;
 
@@ -30,7 +31,7 @@ export class WriteBehind {
    * repeats a grant already held): such a reply must not make us a holder again.
    */
   private readonly recalled = new Map<number, number>();
-  private readonly byPath = new Map<string, number>();
+  private readonly byPath = new PathMap<number>();
   /** Inode → the background flushes of its closed handles still on their way. */
   private readonly pending = new Map<number, Set<Promise<void>>>();
   /** Inode → the last of them that writes at offsets: appends start after it. */
@@ -89,7 +90,7 @@ export class WriteBehind {
 
   /** Every name at or beneath path (a directory renamed or removed here). */
   forgetTree(path: string): void {
-    for (const p of [...this.byPath.keys()]) if (p === path || p.startsWith(path + '/')) this.forgetPath(p);
+    for (const p of this.byPath.under(path)) this.forgetPath(p);
   }
 
   /**
