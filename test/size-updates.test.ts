@@ -1,5 +1,6 @@
 // client/size-updates.ts: sizes from background pushes wait for a create to carry them, and go
-// alone when none does in time, when someone hurries them, or when the create did not settle them.
+// in a request of their own (all that wait, in one) when none does in time, when someone hurries
+// them, or when the create did not settle them.
 
 import { describe, expect, it } from 'vitest';
 import { GfsError } from '../src/protocol/errors.js';
@@ -9,10 +10,12 @@ import { SizeUpdates } from '../src/client/size-updates.js';
 const attrOf = (u: SizeUpdate): Attr =>
   ({ ino: u.ino, type: 'file', mode: 0o100644, uid: 0, gid: 0, size: u.size, nlink: 1, atime: [0, 0], mtime: [0, 0], ctime: [0, 0] }) as Attr;
 
+/** alone: every size sent in a request of its own; requests: how many such requests went. */
 function queue(waitMs: number) {
   const alone: SizeUpdate[] = [];
-  const q = new SizeUpdates(async (u) => (alone.push(u), attrOf(u)), waitMs);
-  return { q, alone };
+  const requests: SizeUpdate[][] = [];
+  const q = new SizeUpdates(async (us) => (alone.push(...us), requests.push(us), us.map(attrOf)), waitMs);
+  return { q, alone, requests };
 }
 
 describe('size updates', () => {
@@ -46,6 +49,23 @@ describe('size updates', () => {
     expect(alone).toEqual([{ ino: 9, size: 90 }]);
     taken.settle([{ code: 'EIO', message: 'late' }]); // too late to count
     expect(alone.length).toBe(1);
+  });
+
+  it('what waits goes in one request, whose outcomes settle each one', async () => {
+    const failing = new SizeUpdates(async (us) => us.map((u) => (u.ino === 2 ? { code: 'ENOENT' as const, message: 'gone' } : attrOf(u))), 60_000);
+    const ps = [failing.add({ ino: 1, size: 10 }), failing.add({ ino: 2, size: 20 })];
+    failing.hurry();
+    expect((await ps[0]).size).toBe(10);
+    await expect(ps[1]).rejects.toSatisfy((e) => e instanceof GfsError && e.code === 'ENOENT');
+    const { q, requests } = queue(20);
+    const batch = [q.add({ ino: 3, size: 30 }), q.add({ ino: 4, size: 40 }), q.add({ ino: 5, size: 50 })];
+    expect((await Promise.all(batch)).map((a) => a.size)).toEqual([30, 40, 50]);
+    expect(requests.map((r) => r.map((u) => u.ino))).toEqual([[3, 4, 5]]);
+    // A request that fails fails each of its sizes.
+    const down = new SizeUpdates(async () => Promise.reject(new GfsError('EUNAVAIL', 'no master')), 60_000);
+    const lost = down.add({ ino: 6, size: 60 });
+    down.hurry();
+    await expect(lost).rejects.toSatisfy((e) => e instanceof GfsError && e.code === 'EUNAVAIL');
   });
 
   it('a failed create leaves them to extends of their own; hurry sends what waits at once', async () => {

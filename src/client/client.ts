@@ -34,7 +34,7 @@ export class GfsClient {
   private readonly createsAhead: boolean;
   private readonly behind: WriteBehind;
   /** Sizes from background pushes, waiting to go with the next create (size-updates.ts). */
-  private readonly sizes = new SizeUpdates((update) => this.ask('extend', update), SIZE_WAIT_MS);
+  private readonly sizes = new SizeUpdates(async (sizes) => (await this.ask('extendMany', { sizes })).sized, SIZE_WAIT_MS);
   /** When files were last written here (for their times until the master has the writes). */
   private readonly changedAt = new Map<number, Attr['ctime']>();
   private readonly idleTimer: NodeJS.Timeout;

@@ -3,11 +3,13 @@
 // cost the master two requests and two log writes (its create, then the extend after its push);
 // while files keep being created, as in `cp -r` or an unpacking, it is one of each.
 //
-// Nothing waits longer than waitMs: what no create has taken by then goes in extends of its own,
-// and so does everything as soon as someone needs it (hurry: a stat, read, fsync or recall of a
-// file here, an unmount). A create that fails, or whose reply does not say how each size went (a
-// retried create answered from the master's memory of it), leaves its sizes to extends as well;
-// an extend only ever grows a file, so one applied twice does no harm.
+// Nothing waits longer than waitMs: what no create has taken by then goes in a request of its own
+// (extendMany: all of it in one), and so does everything as soon as someone needs it (hurry: a
+// stat, read, fsync or recall of a file here, an unmount). A create that fails, or whose reply
+// does not say how each size went (a retried create answered from the master's memory of it),
+// leaves its sizes to such a request as well; an extend only ever grows a file, so one applied
+// twice does no harm. (One request per size, as before, was half of the master's requests in
+// `cp -r`: 3,433 extends for 6,900 files, the batches of creates often not quite due yet.)
 
 import { GfsError } from '../protocol/errors.js';
 import type { Attr, MasterClientApi, SizeUpdate } from '../protocol/messages.js';
@@ -36,8 +38,8 @@ export class SizeUpdates {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    /** An extend request of its own. */
-    private readonly sendAlone: (update: SizeUpdate) => Promise<Attr>,
+    /** Sizes in a request of their own; resolves with each one's outcome, in order. */
+    private readonly sendMany: (updates: SizeUpdate[]) => Promise<Outcome[]>,
     private readonly waitMs: number,
   ) {}
 
@@ -56,17 +58,12 @@ export class SizeUpdates {
   take(): { updates: SizeUpdate[]; settle(sized: Outcome[] | undefined): void } | undefined {
     if (this.queued.length === 0) return undefined;
     const taken = this.drain();
-    const late = setTimeout(() => taken.forEach((w) => this.send(w)), CREATE_WAIT_MS);
+    const late = setTimeout(() => this.send(taken), CREATE_WAIT_MS);
     return {
       updates: taken.map((w) => w.update),
       settle: (sized) => {
         clearTimeout(late);
-        taken.forEach((w, i) => {
-          const r = sized?.[i];
-          if (r && 'ino' in r) finish(w, () => w.resolve(r));
-          else if (r && 'code' in r) finish(w, () => w.reject(new GfsError(r.code, r.message)));
-          else this.send(w);
-        });
+        this.send(taken.filter((w, i) => !settle(w, sized?.[i])));
       },
     };
   }
@@ -74,7 +71,7 @@ export class SizeUpdates {
   /** Everything waiting goes now. */
   hurry(): void {
     if (this.queued.length === 0) return; // (on every read and stat of a file being written)
-    for (const w of this.drain()) this.send(w);
+    this.send(this.drain());
   }
 
   private drain(): Waiting[] {
@@ -85,14 +82,24 @@ export class SizeUpdates {
     return out;
   }
 
-  private send(w: Waiting): void {
-    if (w.state !== 'waiting') return;
-    w.state = 'sent';
-    this.sendAlone(w.update).then(
-      (attr) => finish(w, () => w.resolve(attr)),
-      (err: Error) => finish(w, () => w.reject(err)),
+  /** Those still waiting go in one request of their own. */
+  private send(ws: Waiting[]): void {
+    const going = ws.filter((w) => w.state === 'waiting');
+    if (going.length === 0) return;
+    for (const w of going) w.state = 'sent';
+    this.sendMany(going.map((w) => w.update)).then(
+      (sized) => going.forEach((w, i) => settle(w, sized[i]) || finish(w, () => w.reject(new GfsError('EIO', 'the master did not say how a size went')))),
+      (err: Error) => going.forEach((w) => finish(w, () => w.reject(err))),
     );
   }
+}
+
+/** Settle w with its outcome from a reply; false if the reply had none for it. */
+function settle(w: Waiting, r: Outcome | undefined): boolean {
+  if (r && 'ino' in r) finish(w, () => w.resolve(r));
+  else if (r && 'code' in r) finish(w, () => w.reject(new GfsError(r.code, r.message)));
+  else return false;
+  return true;
 }
 
 /** The first outcome of a size counts (the create's, or its extend's when both went). */

@@ -105,7 +105,7 @@ export class Delegations {
       if (typeof ino === 'number' && this.holders.has(ino)) out.push(ino);
     };
     add(req.ino);
-    if ((type === 'create' || type === 'changes') && Array.isArray(req.sizes)) for (const u of req.sizes) add((u as { ino?: unknown } | null)?.ino);
+    if ((type === 'create' || type === 'changes' || type === 'extendMany') && Array.isArray(req.sizes)) for (const u of req.sizes) add((u as { ino?: unknown } | null)?.ino);
     const paths: unknown[] = [req.path, req.from, req.to];
     if (type === 'changes' && Array.isArray(req.items)) for (const item of req.items) paths.push((item as { path?: unknown } | null)?.path);
     for (const path of paths) {

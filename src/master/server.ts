@@ -157,10 +157,11 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   }
 
   /**
-   * A size a create carries (client/size-updates.ts): an extend, logged with the create but not
-   * under its request id (a retried create's outcome is its own op; an extend may happen twice).
+   * A size a create or extendMany carries (client/size-updates.ts): an extend, logged with the
+   * create but not under its request id (a retried create's outcome is its own op; an extend may
+   * happen twice).
    */
-  async function sizeFromCreate(update: SizeUpdate): Promise<Attr | { code: ErrorCode; message: string }> {
+  async function carriedSize(update: SizeUpdate): Promise<Attr | { code: ErrorCode; message: string }> {
     try {
       const op = extendOp(update);
       const node = ns.apply(op);
@@ -255,7 +256,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
     },
     create: async (req, peer) => {
       const made = create(req); // its own op first: a retried create's outcome is that op (replies.ts)
-      const sized = Array.isArray(req.sizes) ? Promise.all(req.sizes.map(sizeFromCreate)) : undefined;
+      const sized = Array.isArray(req.sizes) ? Promise.all(req.sizes.map(carriedSize)) : undefined;
       const attr = delegated(await made, req.delegate, peer as ClientPeer);
       return sized ? { ...attr, sized: await sized } : attr;
     },
@@ -284,7 +285,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
         const err = asGfsError(r.reason);
         return { code: err.code, message: err.message };
       });
-      return Array.isArray(sizes) ? { results, sized: await Promise.all(sizes.map(sizeFromCreate)) } : { results };
+      return Array.isArray(sizes) ? { results, sized: await Promise.all(sizes.map(carriedSize)) } : { results };
     },
     reserveInos: async ({ count }) => {
       const first = ns.nextIno;
@@ -323,6 +324,10 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       return { attr, cut, cutLength };
     },
     extend: async (update) => attrOf(await mutate(extendOp(update))),
+    extendMany: async ({ sizes }) => {
+      if (!Array.isArray(sizes)) throw new GfsError('EINVAL', 'extendMany: sizes must be a list');
+      return { sized: await Promise.all(sizes.map(carriedSize)) };
+    },
     statfs: () => {
       let total = 0;
       let free = 0;

@@ -244,6 +244,8 @@ export interface MasterClientApi {
    * mtime and now.
    */
   extend: [SizeUpdate, Attr];
+  /** Several extends in one request (client/size-updates.ts); sized: each one's outcome, in order. */
+  extendMany: [{ sizes: SizeUpdate[] }, { sized: Array<Attr | { code: ErrorCode; message: string }> }];
   statfs: [Record<string, never>, FsStats];
   /** Chunk locations for reads: chunks [first, first + count) that exist (holes are left out). */
   chunks: [{ ino: number; first: number; count: number }, { size: number; chunks: ChunkLocation[] }];
