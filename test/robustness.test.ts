@@ -97,6 +97,14 @@ describe.each(['master', 'chunkserver'])('%s', (which) => {
     const r = (await wsExchange(url(), bad)) as unknown[];
     expect(r[0]).toBe(2);
     expect(r[1]).toBe(3);
+    if (which === 'master') {
+      // Sizes in one request: not a list is refused; each bad size fails alone, in its place.
+      expect(((await wsExchange(url(), encode([0, 4, 'extendMany', { sizes: 'x' }]))) as unknown[]).slice(0, 3)).toEqual([2, 4, 'EINVAL']);
+      const many = (await wsExchange(url(), encode([0, 5, 'extendMany', { sizes: [null, { ino: 999_999, size: 1 }, { ino: 1, size: 'big' }] }]))) as [number, number, { sized: Array<{ code?: string }> }];
+      expect(many.slice(0, 2)).toEqual([1, 5]);
+      expect(many[2].sized.map((o) => typeof o.code)).toEqual(['string', 'string', 'string']);
+      expect(many[2].sized[1].code).toBe('ENOENT');
+    }
     await stillServes();
   });
 

@@ -68,7 +68,7 @@ describe('size updates', () => {
     await expect(lost).rejects.toSatisfy((e) => e instanceof GfsError && e.code === 'EUNAVAIL');
   });
 
-  it('a failed create leaves them to extends of their own; hurry sends what waits at once', async () => {
+  it('a failed create leaves them to a request of their own; hurry sends what waits at once', async () => {
     const { q, alone } = queue(60_000);
     const p = q.add({ ino: 7, size: 70 });
     q.take()!.settle(undefined);

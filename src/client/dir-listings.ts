@@ -88,7 +88,7 @@ export class DirListings {
 
   /** dir's listing is known in full and cannot change without us: a create there may be answered here. */
   complete(dir: string): boolean {
-    return this.pinned.has(dir) && this.dirs.has(dir);
+    return this.held(dir) !== undefined;
   }
 
   /** The names in dir, if its listing is complete (complete()). */
