@@ -49,6 +49,8 @@ const tunables: Array<[flag: string, key: keyof GfsConfig, help: string, parse: 
   ['--local-read-bytes <size>', 'localReadBytes', 'reads of at least this size from a chunkserver on this host read its replica files directly, 0 = never (mount)', parseSize],
   ['--attr-cache-ms <ms>', 'attrCacheMs', 'how long a mount trusts attributes and listings it has seen (mount)', parseCount],
   ['--write-behind-files <n>', 'writeBehindFiles', 'closed files whose writes a mount pushes in the background (under a write delegation), at most this many at once; 0 = every close waits (mount)', parseCount],
+  ['--write-behind-hold-ms <ms>', 'writeBehindHoldMs', "how long closed files' writes may wait while the mount's callers keep it busy, 0 = they go at once (mount)", parseCount],
+  ['--write-behind-hold-bytes <size>', 'writeBehindHoldBytes', 'most bytes of closed files held back that way (mount)', parseSize],
   ['--pin-fuse-threads <0|1>', 'pinFuseThreads', "1 = while requests are small, a mount's FUSE threads and JS thread share one CPU (fewer cross-CPU wake-ups), 0 = never (mount)", parseCount],
   ['--deferred-changes <n>', 'deferredChanges', 'unlinks, and creates in directories it made, that a mount answers ahead of the master, at most this many at once; 0 = every unlink and create waits for the master (mount)', parseCount],
   ['--scrub-idle-ms <ms>', 'scrubIdleMs', 'a replica unused this long is idle, due for the scan (chunkserver)', parseCount],

@@ -162,4 +162,28 @@ describe('deferred changes', () => {
     await adding;
     expect(u.size).toBe(0);
   });
+
+  it('with a hold, what is queued waits for it, then goes 256 changes a request, in order; a create a push needs goes at once', async () => {
+    const m = fakeMaster();
+    let letGo!: () => void;
+    const u = new DeferredChanges(1000, m.send, quiet, () => new Promise<void>((r) => (letGo = r)));
+    for (let i = 0; i < 300; i++) await u.add('/d', unlink(`/d/f${i}`), () => {});
+    await sleep(30);
+    expect(m.batches).toEqual([]); // (no timer sends them while the callers are busy)
+    letGo();
+    await sleep(0);
+    expect(m.batches.map((b) => b.length)).toEqual([256, 44]);
+    expect(m.batches.flat().map((c) => c.path)).toEqual(Array.from({ length: 300 }, (_, i) => `/d/f${i}`));
+    const all = u.settled();
+    m.answer();
+    m.answer();
+    await all;
+    await u.add('/d', create('/d/new', 200), () => {});
+    expect(m.batches.length).toBe(2);
+    const made = u.whenMade(200); // a push of /d/new needs it at the master: it goes now
+    expect(m.batches.length).toBe(3);
+    m.answer();
+    await made;
+  });
 });
+

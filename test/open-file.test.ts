@@ -127,6 +127,7 @@ describe('OpenFile record appends', () => {
       noteChange: () => {},
       noteAttr: () => {},
       pushWritesAtOffsets: async () => {},
+      beforePush: async () => {},
       appends: {
         append: async (_ino: number, record: Buffer) => {
           records.push(record.toString());

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { AppendQueue, type Appended } from '../src/client/append-queue.js';
 import { WriteBehind } from '../src/client/write-behind.js';
+import { BusyHold } from '../src/client/busy-hold.js';
 import { GfsError } from '../src/protocol/errors.js';
 import { logger } from '../src/log.js';
 
@@ -156,4 +157,41 @@ describe('write-behind', () => {
     wb.took('/f', 7, 4); // a second open's reply repeating grant 4, read after its recall
     expect(wb.holds(7)).toBe(false);
   });
+
+  it('holds writes at offsets while the callers are busy (not appends); a settle lets that file go; a pause, all', async () => {
+    const hold = new BusyHold<number | 'changes'>(20, 60_000);
+    const wb = new WriteBehind(8, async () => {}, logger('test'), hold, 1 << 20);
+    const pushed: number[] = [];
+    const push = (n: number) => async () => void pushed.push(n);
+    hold.begin(); // a caller is being served
+    await wb.defer(1, push(1), new Map(), true, 100);
+    await wb.defer(2, push(2), new Map(), true, 100);
+    await wb.defer(3, push(3), new Map(), false, 0); // an append
+    await new Promise((r) => setTimeout(r, 50));
+    expect(pushed).toEqual([3]);
+    expect(wb.busy(1) && wb.busy(2)).toBe(true);
+    await wb.settle(2); // (a read or stat of inode 2)
+    expect(pushed).toEqual([3, 2]);
+    hold.done();
+    await new Promise((r) => setTimeout(r, 80));
+    expect(pushed).toEqual([3, 2, 1]);
+  });
+
+  it('a close beyond the bytes allowed lets everything held go and waits for room', async () => {
+    const hold = new BusyHold<number | 'changes'>(20, 60_000);
+    const wb = new WriteBehind(8, async () => {}, logger('test'), hold, 250);
+    const pushed: number[] = [];
+    const push = (n: number) => async () => void pushed.push(n);
+    hold.begin();
+    await wb.defer(1, push(1), new Map(), true, 100);
+    await wb.defer(2, push(2), new Map(), true, 100);
+    expect(pushed).toEqual([]);
+    await wb.defer(3, push(3), new Map(), true, 100); // 300 > 250
+    await tick();
+    expect(pushed).toEqual([1, 2]);
+    expect(wb.busy(3)).toBe(true); // held in turn
+    await wb.settleAll();
+    expect(pushed).toEqual([1, 2, 3]);
+  });
 });
+

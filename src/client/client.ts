@@ -10,6 +10,7 @@ import { logger, type Logger } from '../log.js';
 import { AttrCache, joinPath, parentPath } from './attr-cache.js';
 import { ChunkIo } from './chunk-io.js';
 import { DeferredChanges } from './deferred-changes.js';
+import { BusyHold, QUIET_MS } from './busy-hold.js';
 import { DirDelegations, type HeldDir } from './dir-delegations.js';
 import { DirListings } from './dir-listings.js';
 import { MasterLink } from './master-link.js';
@@ -33,6 +34,8 @@ export class GfsClient {
   /** Creates in held directories are answered here (cfg.deferredChanges and write-behind on). */
   private readonly createsAhead: boolean;
   private readonly behind: WriteBehind;
+  /** Background work held back while the mount's callers keep it busy (busy-hold.ts); undefined: none. */
+  private readonly hold: BusyHold<number | 'changes'> | undefined;
   /** Sizes from background pushes, waiting to go with the next create (size-updates.ts). */
   private readonly sizes = new SizeUpdates(async (sizes) => (await this.ask('extendMany', { sizes })).sized, SIZE_WAIT_MS);
   /** When files were last written here (for their times until the master has the writes). */
@@ -49,7 +52,8 @@ export class GfsClient {
     private readonly log: Logger = logger('client'),
   ) {
     this.cfg = { ...cfg };
-    this.behind = new WriteBehind(cfg.writeBehindFiles, (inos) => this.master.call('giveBack', { inos }), log);
+    this.hold = cfg.writeBehindHoldMs > 0 ? new BusyHold(QUIET_MS, cfg.writeBehindHoldMs) : undefined;
+    this.behind = new WriteBehind(cfg.writeBehindFiles, (inos) => this.master.call('giveBack', { inos }), log, this.hold, cfg.writeBehindHoldBytes);
     this.master = new MasterLink(masterUrl, cfg, log, { recall: ({ ino, grant }) => this.recall(ino, grant).then(() => ({})) }, () => {
       this.behind.dropAll();
       this.dirs.dropAll();
@@ -67,7 +71,7 @@ export class GfsClient {
     this.listings = new DirListings(cfg.attrCacheMs);
     this.dirs = new DirDelegations(this.listings, (count) => this.master.call('reserveInos', { count }), (e) => log.debug(`inode numbers not reserved: ${e.message}`));
     this.createsAhead = cfg.deferredChanges > 0 && cfg.writeBehindFiles > 0 && cfg.attrCacheMs > 0;
-    this.changes = new DeferredChanges(cfg.deferredChanges, (changes) => this.sendChanges(changes), log);
+    this.changes = new DeferredChanges(cfg.deferredChanges, (changes) => this.sendChanges(changes), log, this.hold && (() => this.hold!.wait('changes')));
   }
 
   /** One batch of changes answered ahead, with the sizes waiting for a create to carry them. */
@@ -94,6 +98,18 @@ export class GfsClient {
     clearInterval(this.idleTimer);
     this.master.close();
     this.pool.closeAll();
+  }
+
+  /**
+   * A request of one of the mount's callers begins or is answered: while they keep the mount busy,
+   * background work that can wait does (busy-hold.ts).
+   */
+  requestBegun(): void {
+    this.hold?.begin();
+  }
+
+  requestAnswered(): void {
+    this.hold?.done();
   }
 
   /** Wait until the master has every change this client answered for ahead of it (unmount). */
@@ -378,7 +394,9 @@ export class GfsClient {
    * they are done.
    */
   private async rmdirBehindUnlinks(path: string): Promise<boolean> {
-    if (this.changes.size === 0) return false;
+    // Not behind names made in it: the master could take the rmdir first and refuse those
+    // (ask() then waits for them, and the master answers ENOTEMPTY).
+    if (this.changes.size === 0 || this.changes.makesIn(path)) return false;
     this.changes.flush();
     return this.changed(this.master.call('rmdir', { path }), [parentPath(path)], [path]).then(
       () => true,
@@ -527,7 +545,7 @@ export class GfsClient {
     const failed = this.behind.takeError(f.ino);
     // It stays among the open files until its writes are done: reads, stats and truncates of the
     // file here wait for them (flushInode, getattr).
-    await this.behind.defer(f.ino, () => f.flush(true).finally(forget), f.touched, !f.append);
+    await this.behind.defer(f.ino, () => f.flush(true).finally(forget), f.touched, !f.append, f.bufferedBytes);
     if (failed) throw failed;
   }
 
@@ -535,7 +553,7 @@ export class GfsClient {
   async flushFile(f: OpenFile): Promise<void> {
     if (!this.writesBehind(f)) return f.flush();
     const failed = this.behind.takeError(f.ino);
-    if (f.dirty) await this.behind.defer(f.ino, () => f.flush(true), f.touched, !f.append);
+    if (f.dirty) await this.behind.defer(f.ino, () => f.flush(true), f.touched, !f.append, f.bufferedBytes);
     if (failed) throw failed;
   }
 
@@ -566,11 +584,23 @@ export class GfsClient {
    * Before a record of f is appended: the writes at offsets that other open handles of the file
    * hold are pushed (closed ones are pushed in order by their own flush, which appends wait for).
    */
-  async pushWritesAtOffsets(f: OpenFile): Promise<void> {
+  async pushWritesAtOffsets(f: OpenFile, behind: boolean): Promise<void> {
     for (const g of this.open.get(f.ino) ?? []) {
-      // (A failure there is g's to report, at its own flush or close.)
-      if (g !== f && !g.closed && g.writesAtOffsets) await g.flushFinished().catch(() => {});
+      // (A failure there is g's to report, at its own flush or close. behind: f's is a close's
+      // background flush, which g's push must not wait for as beforePush() would.)
+      if (g !== f && !g.closed && g.writesAtOffsets) await g.flushFinished(behind).catch(() => {});
     }
+  }
+
+  /**
+   * Before a push that is not itself a close's background flush: the writes of ino's closed
+   * handles land first (a later write must not be overtaken by an earlier one), and what is held
+   * of other files goes now too, so that writes reach the chunkservers about in the order they
+   * were made (a file closed before a disk filled up keeps its room).
+   */
+  async beforePush(ino: number): Promise<void> {
+    this.hold?.releaseAll();
+    if (this.behind.busy(ino)) await this.behind.settle(ino);
   }
 
   /** Some open file of ino has writes that are not on the chunkservers (or the master) yet. */
@@ -589,7 +619,10 @@ export class GfsClient {
   /** Make this client's buffered writes to ino visible (before a read, stat or truncate of it). */
   async flushInode(ino: number, all: boolean): Promise<void> {
     const set = this.open.get(ino);
-    if (set) for (const f of [...set]) if (all || f.dirty) await f.flushFinished();
+    // A closed handle's writes go by its close's background flush (settled below, in the order of
+    // the closes), not pushed here ahead of the closes before it.
+    const background = this.behind.busy(ino);
+    if (set) for (const f of [...set]) if ((all || f.dirty) && !(f.closed && background)) await f.flushFinished();
     this.appends.hurry(ino);
     this.sizes.hurry();
     await this.behind.settle(ino);

@@ -63,6 +63,8 @@ interface Queued {
 export class DeferredChanges {
   private queue: Queued[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** The batch being queued waits for the hold. */
+  private held = false;
   private readonly inFlight = new Set<Promise<void>>();
   /** Changes queued or on their way. */
   private count = 0;
@@ -76,12 +78,20 @@ export class DeferredChanges {
   private readonly inDir = new Map<string, number>();
   /** Path → mkdirs and rmdirs of it queued or on their way. */
   private readonly ofDir = new Map<string, number>();
+  /** Directory → creates and mkdirs in it queued or on their way. */
+  private readonly madeIn = new Map<string, number>();
 
   constructor(
     /** The most changes queued or under way at once; the next one waits for room. */
     private readonly limit: number,
     private readonly send: SendChanges,
     private readonly log: Logger,
+    /**
+     * Resolves when a batch may go while the mount's callers keep it busy (busy-hold.ts): then
+     * batches go when it does, or when one is needed (settled(), whenMade()), or with `limit` out.
+     * undefined: a batch goes BATCH_MS after its first change, or when it has MAX_BATCH.
+     */
+    private readonly hold?: () => Promise<void>,
   ) {}
 
   get size(): number {
@@ -100,7 +110,8 @@ export class DeferredChanges {
     this.queue.push({ dir, change, onFailure, ...(onDone ? { onDone } : {}) });
     this.note(dir, change, 1);
     if (change.op === 'create') this.making.set(change.ino, this.batchDone.promise);
-    if (this.queue.length >= MAX_BATCH) this.flush();
+    if (this.hold) this.holdBatch(this.hold);
+    else if (this.queue.length >= MAX_BATCH) this.flush();
     else this.timer ??= setTimeout(() => this.flush(), BATCH_MS);
     while (this.count > this.limit) {
       this.flush();
@@ -113,7 +124,18 @@ export class DeferredChanges {
    * anything that asks the master about ino (a write target for its first push) must wait for.
    */
   whenMade(ino: number): Promise<void> | undefined {
-    return this.making.get(ino);
+    const made = this.making.get(ino);
+    if (made && made === this.batchDone.promise) this.flush(); // (still queued: it is needed now)
+    return made;
+  }
+
+  private holdBatch(hold: () => Promise<void>): void {
+    if (this.held) return;
+    this.held = true;
+    void hold().then(() => {
+      this.held = false;
+      this.flush();
+    });
   }
 
   /**
@@ -129,8 +151,14 @@ export class DeferredChanges {
     }
   }
 
+  /** Some create or mkdir in dir is queued or on its way (an rmdir of dir must wait for it). */
+  makesIn(dir: string): boolean {
+    return this.madeIn.has(dir);
+  }
+
   private note(dir: string, change: DeferredChange, by: 1 | -1): void {
     count(this.inDir, dir, by);
+    if (change.op === 'create' || change.op === 'mkdir') count(this.madeIn, dir, by);
     if (change.op === 'mkdir' || change.op === 'rmdir') count(this.ofDir, change.path, by);
   }
 
@@ -153,15 +181,21 @@ export class DeferredChanges {
     if (err) throw err;
   }
 
-  /** Send what is queued now (its answer comes later: settled()). */
+  /** Send what is queued now, MAX_BATCH changes a request (the answers come later: settled()). */
   flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
     if (this.queue.length === 0) return;
-    const batch = this.queue;
+    const queued = this.queue;
     const answered = this.batchDone;
     this.queue = [];
     this.batchDone = signal();
+    const sends: Array<Promise<void>> = [];
+    for (let i = 0; i < queued.length; i += MAX_BATCH) sends.push(this.sendBatch(queued.slice(i, i + MAX_BATCH)));
+    void Promise.all(sends).then(() => answered.resolve());
+  }
+
+  private sendBatch(batch: Queued[]): Promise<void> {
     const sent: Promise<void> = this.send(batch.map((q) => q.change)).then(
       (results) => {
         batch.forEach((q, i) => {
@@ -181,9 +215,9 @@ export class DeferredChanges {
         this.note(q.dir, q.change, -1);
         if (q.change.op === 'create') this.making.delete(q.change.ino); // (inode numbers are never reused)
       }
-      answered.resolve();
     });
     this.inFlight.add(done);
+    return done;
   }
 
   private failed(q: Queued, err: GfsError): void {

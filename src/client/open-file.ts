@@ -118,6 +118,11 @@ export class OpenFile {
     return end;
   }
 
+  /** Bytes written at offsets and not yet on their way. */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
   /** Bytes written to this O_APPEND handle and not yet handed to the append queue. */
   get pendingRecordBytes(): number {
     return this.recordsLen;
@@ -275,7 +280,7 @@ export class OpenFile {
    * unfinished for the next write or flush of the handle. Sent alone, a first piece would be a
    * record of its own, and another writer's record could land between the two halves of a line.
    */
-  async flushFinished(): Promise<void> {
+  async flushFinished(behind = false): Promise<void> {
     const until = performance.now() + REST_OF_WRITE_MS;
     while (this.unfinished > 0 && performance.now() < until) {
       await new Promise<void>((go) => {
@@ -287,8 +292,8 @@ export class OpenFile {
         this.pieceWaiters.push(wake);
       });
     }
-    await this.sendRecords(false, true);
-    await this.push();
+    await this.sendRecords(behind, true);
+    await this.push(behind);
   }
 
   /**
@@ -296,7 +301,7 @@ export class OpenFile {
    * the close (write-behind), whose size may wait a moment to go with a create (size-updates.ts).
    */
   private async push(behind = false): Promise<void> {
-    await this.sendBuffered();
+    await this.sendBuffered(behind);
     // The master takes the new size while the last writes travel (a record append's offset is
     // known only once it is done, so appends have been awaited above). Not earlier: sent with a
     // new file's lease request it held up that request's fsync behind its own (measured). Nothing
@@ -343,6 +348,8 @@ export class OpenFile {
 
   /** Send the gathered records as one record append (finishedOnly: not the unfinished pieces). */
   private async sendRecords(linger = false, finishedOnly = false): Promise<void> {
+    if (this.records.length === 0) return;
+    if (!linger) await this.client.beforePush(this.ino); // (linger: a close's background flush)
     const n = finishedOnly ? this.records.length - this.unfinished : this.records.length;
     if (n === 0) return;
     const sent = this.records.splice(0, n);
@@ -352,7 +359,7 @@ export class OpenFile {
     try {
       // A record lands at the end as it is when it is appended: what other open handles of the
       // file wrote at offsets before it must be there first (as on a local disk).
-      await this.client.pushWritesAtOffsets(this);
+      await this.client.pushWritesAtOffsets(this, linger);
       const { offset, attr } = await this.client.appends.append(this.ino, record, this.touched, linger);
       // The primary has normally had the master take the new size already (attr); if it could
       // not, the flush tells the master itself.
@@ -368,8 +375,12 @@ export class OpenFile {
    * Start pushing the buffered extents as one batch, in the background. Waits first while too many
    * batches are out, and for any earlier batch that overlaps this one (writes keep their order).
    */
-  private async sendBuffered(): Promise<void> {
+  private async sendBuffered(behind = false): Promise<void> {
     if (this.extents.length === 0) return;
+    if (!behind) {
+      await this.client.beforePush(this.ino);
+      if (this.extents.length === 0) return; // (a close's background flush of this handle took them)
+    }
     const extents = this.extents;
     this.extents = [];
     this.buffered = 0;

@@ -5,6 +5,9 @@
 // - a close answers at once: the handle's writes are pushed in the background (write-behind),
 //   in order per file, at most `limit` closed files at a time; a recall (or a read, stat, fsync,
 //   truncate of the file here) waits until they are all on the chunkservers and the master.
+// - Writes at offsets wait while this mount's callers keep it busy (busy-hold.ts), up to a time,
+//   a number of files and of bytes; whatever needs a file's data (the same recall, read, stat,
+//   fsync, truncate) lets that file's go at once.
 // An error of a write pushed in the background is reported at the next close or fsync of the file
 // (as a local file system reports a failed writeback), and logged. Delegations unused for a while
 // are given back, so that the master keeps few and others need no recall. When the connection to
@@ -16,11 +19,18 @@ import { asGfsError } from '../protocol/errors.js';
 import type { ChunkHandle, ServerAddress } from '../protocol/messages.js';
 import type { Logger } from '../log.js';
 import { PathMap } from './path-tree.js';
+import type { BusyHold } from './busy-hold.js';
 
 type Touched = Map<ChunkHandle, ServerAddress[]>;
 
 /** A delegation unused this long is given back. */
 const IDLE_MS = 2000;
+
+/**
+ * Most closed files held back at once (each is an open-file record and its buffers). A new
+ * close beyond it, or beyond the bytes allowed, lets everything held go and waits for room.
+ */
+const MAX_HELD_FILES = 8192;
 
 export class WriteBehind {
   /** Delegated inode → the grant's number, when it was last used, and the names we opened it by. */
@@ -38,6 +48,11 @@ export class WriteBehind {
   private readonly lastInOrder = new Map<number, Promise<void>>();
   private running = 0;
   private readonly waiters: Array<() => void> = [];
+  /** Closed files deferred and not done (held, waiting for a slot, or on their way), and their bytes. */
+  private outstanding = 0;
+  private outstandingBytes = 0;
+  private readonly maxOutstanding: number;
+  private readonly roomWaiters: Array<() => void> = [];
   private readonly errors = new Map<number, GfsError>();
   /** Replicas written by background flushes since the file's last fsync here. */
   private readonly unsynced = new Map<number, Touched>();
@@ -47,7 +62,13 @@ export class WriteBehind {
     private readonly limit: number,
     private readonly giveBack: (inos: number[]) => Promise<unknown>,
     private readonly log: Logger,
-  ) {}
+    /** Holds writes at offsets back while the mount is busy (keyed by inode); undefined: never. */
+    private readonly hold?: BusyHold<number | 'changes'>,
+    /** Most bytes of closed files outstanding while holding. */
+    private readonly holdBytes = Infinity,
+  ) {
+    this.maxOutstanding = limit + (hold ? MAX_HELD_FILES : 0);
+  }
 
   get enabled(): boolean {
     return this.limit > 0;
@@ -99,18 +120,37 @@ export class WriteBehind {
    * it rewrites); record appends start once the earlier writes at offsets are done (an append
    * lands at the end as it is then: `cp f g && echo >> g` lost its line when the append overtook
    * the copy), but not after earlier appends, which the append queue keeps in order and merges.
-   * Waits first while `limit` are on their way. touched: the replicas the flush wrote (for a later
-   * fsync).
+   * Writes at offsets are held while the mount is busy (busy-hold.ts); at most `limit` pushes are
+   * on their way at once. Waits first while too many files or bytes are outstanding. touched: the
+   * replicas the flush wrote (for a later fsync); bytes: what the handle holds.
    */
-  async defer(ino: number, flush: () => Promise<void>, touched: Touched, inOrder: boolean): Promise<void> {
-    while (this.running >= this.limit) await new Promise<void>((r) => this.waiters.push(r));
-    this.running++;
+  async defer(ino: number, flush: () => Promise<void>, touched: Touched, inOrder: boolean, bytes = 0): Promise<void> {
+    while (this.outstanding >= this.maxOutstanding || (this.outstanding > 0 && this.outstandingBytes + bytes > this.holdBytes)) {
+      this.hold?.releaseAll(); // too much is held: all of it goes
+      await new Promise<void>((r) => this.roomWaiters.push(r));
+    }
+    this.outstanding++;
+    this.outstandingBytes += bytes;
     let set = this.pending.get(ino);
     const after = inOrder ? Promise.all(set ?? []) : (this.lastInOrder.get(ino) ?? Promise.resolve());
-    const start = after.then(flush);
+    // Held from now, not from when the closes before it are done: a settle of ino lets all of
+    // them go at once (one held after the other would be held anew once the first went).
+    const held = inOrder && this.hold ? this.hold.wait(ino) : undefined;
+    const run = async (): Promise<void> => {
+      await after;
+      await held;
+      while (this.running >= this.limit) await new Promise<void>((r) => this.waiters.push(r));
+      this.running++;
+      try {
+        await flush();
+      } finally {
+        this.running--;
+        this.waiters.shift()?.();
+      }
+    };
     if (!set) this.pending.set(ino, (set = new Set()));
     const mine = set;
-    const p: Promise<void> = start
+    const p: Promise<void> = run()
       .then(
         () => {
           let left = this.unsynced.get(ino);
@@ -124,8 +164,9 @@ export class WriteBehind {
         },
       )
       .finally(() => {
-        this.running--;
-        this.waiters.shift()?.();
+        this.outstanding--;
+        this.outstandingBytes -= bytes;
+        this.roomWaiters.shift()?.();
         mine.delete(p);
         if (mine.size === 0 && this.pending.get(ino) === mine) this.pending.delete(ino);
         if (this.lastInOrder.get(ino) === p) this.lastInOrder.delete(ino);
@@ -141,12 +182,16 @@ export class WriteBehind {
 
   /** Once the background flushes of ino begun so far are done (never rejects). */
   async settle(ino: number): Promise<void> {
+    this.hold?.release(ino);
     const set = this.pending.get(ino);
     if (set) await Promise.all(set);
   }
 
   async settleAll(): Promise<void> {
-    while (this.pending.size > 0) await Promise.all([...this.pending.values()].flatMap((set) => [...set]));
+    while (this.pending.size > 0) {
+      this.hold?.releaseAll();
+      await Promise.all([...this.pending.values()].flatMap((set) => [...set]));
+    }
   }
 
   /** The error of a background flush of ino, once. */

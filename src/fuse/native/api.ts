@@ -148,6 +148,9 @@ export interface MountOptions {
    * hand-off then needs no wake-up of another CPU; see thread-placement.h).
    */
   pinThreads?: boolean;
+  /** Called on the JS thread as each request comes in (before its handler) and once it is answered. */
+  onRequest?: () => void;
+  onAnswered?: () => void;
   debug?: boolean;
 }
 

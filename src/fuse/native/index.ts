@@ -382,12 +382,15 @@ export class FuseMount implements FuseMountHandle {
       return;
     }
     caller = { uid, gid, pid, killPrivs: killPrivs === true };
+    this.opts.onRequest?.();
     const handle = this.handle;
     const name = b.opNames[op] ?? `op${op}`;
     let replied = false;
     const reply = (res: number, extra1?: unknown, extra2?: unknown): void => {
-      if (replied || handle === undefined) return;
+      if (replied) return;
       replied = true;
+      this.opts.onAnswered?.();
+      if (handle === undefined) return;
       if (this.waits.get(slot)?.seq === seq) this.waits.delete(slot);
       b.reply(handle, slot, seq, res, extra1, extra2);
     };
