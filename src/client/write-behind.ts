@@ -134,18 +134,23 @@ export class WriteBehind {
     let set = this.pending.get(ino);
     const after = inOrder ? Promise.all(set ?? []) : (this.lastInOrder.get(ino) ?? Promise.resolve());
     // Held from now, not from when the closes before it are done: a settle of ino lets all of
-    // them go at once (one held after the other would be held anew once the first went).
-    const held = inOrder && this.hold ? this.hold.wait(ino) : undefined;
+    // them go at once (one held after the other would be held anew once the first went). A close
+    // that wrote nothing at offsets (`: > f`) is not held: appends after it would wait for it.
+    const held = inOrder && bytes > 0 && this.hold ? this.hold.wait(ino) : undefined;
     const run = async (): Promise<void> => {
       await after;
       await held;
-      while (this.running >= this.limit) await new Promise<void>((r) => this.waiters.push(r));
-      this.running++;
+      // Slots go first come, first served, handed from one flush to the next waiting: a record
+      // append that found a slot free as it came must not overtake appends waiting for one (5000
+      // `echo >>` lines released at once came out of order).
+      if (this.running < this.limit && this.waiters.length === 0) this.running++;
+      else await new Promise<void>((r) => this.waiters.push(r));
       try {
         await flush();
       } finally {
-        this.running--;
-        this.waiters.shift()?.();
+        const next = this.waiters.shift();
+        if (next) next(); // (the slot passes on: running stays)
+        else this.running--;
       }
     };
     if (!set) this.pending.set(ino, (set = new Set()));
