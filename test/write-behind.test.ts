@@ -193,5 +193,29 @@ describe('write-behind', () => {
     await wb.settleAll();
     expect(pushed).toEqual([1, 2, 3]);
   });
+
+  it('hands push slots on in the order they were asked for: a record append that comes as a slot frees waits its turn', async () => {
+    // (With a hold, closes need not wait for room; appends are never held.)
+    const wb = new WriteBehind(1, async () => {}, logger('test'), new BusyHold(20, 60_000));
+    const order: number[] = [];
+    const gates: Array<() => void> = [];
+    const push = (n: number) => () => new Promise<void>((r) => gates.push(r)).then(() => void order.push(n));
+    await wb.defer(5, push(1), new Map(), false);
+    await wb.defer(5, push(2), new Map(), false);
+    await wb.defer(5, push(3), new Map(), false);
+    await tick();
+    expect(gates.length).toBe(1); // one slot: 2 and 3 wait for it
+    gates.shift()!(); // 1 done: its slot passes to 2 ...
+    const fourth = wb.defer(5, push(4), new Map(), false); // ... not to 4, which came just then
+    await tick();
+    gates.shift()!();
+    await tick();
+    gates.shift()!();
+    await tick();
+    gates.shift()!();
+    await fourth;
+    await wb.settleAll();
+    expect(order).toEqual([1, 2, 3, 4]);
+  });
 });
 
