@@ -126,6 +126,9 @@ export const defaults: GfsConfig = {
   pinFuseThreads: 1,
 };
 
+/** Bytes of data one frame can carry: its limit less room for the envelope around the data. */
+export const framePayloadBytes = (cfg: Pick<GfsConfig, 'maxFrameBytes'>): number => cfg.maxFrameBytes - 64 * 1024;
+
 /** Largest record a record append takes: a quarter of a chunk, as in the paper (§3.3). */
 export const maxRecordBytes = (cfg: Pick<GfsConfig, 'chunkSize'>): number => Math.floor(cfg.chunkSize / 4);
 
@@ -136,6 +139,6 @@ export function configFrom(partial: Partial<GfsConfig>): GfsConfig {
   }
   if (cfg.replication < 1) throw new Error('replication must be at least 1');
   // A whole write buffer travels in one frame; keep some room for the envelope.
-  cfg.writeBufferBytes = Math.min(cfg.writeBufferBytes, cfg.maxFrameBytes - 64 * 1024, cfg.chunkSize);
+  cfg.writeBufferBytes = Math.min(cfg.writeBufferBytes, framePayloadBytes(cfg), cfg.chunkSize);
   return cfg;
 }

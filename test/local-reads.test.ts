@@ -57,6 +57,36 @@ describe('LocalReads', () => {
     expect(l.maybeLocal('s')).toBe(true); // none of these says the disk is another host's
   });
 
+  it('large reads go O_DIRECT (from pieces of a shared arena): the same checked bytes, side by side and across arenas', async () => {
+    const big = randomBytes(44 * 1024 * 1024 + 100); // more than one arena; the last block is partial
+    const path = join(dir, 'big');
+    await writeFile(path, big);
+    const l = new LocalReads();
+    const whole = { ...where(), path, from: 0, length: big.length, crcs: crcsOf(big), chunkLength: big.length };
+    const MiB = 1 << 20;
+    // Each read asks for the blocks of its range only, as a chunkserver's readLocal answers.
+    const piece = (at: number, n: number) => {
+      const end = Math.min(at + n, big.length);
+      return l.read('s', { ...whole, from: at, length: end - at, crcs: crcsOf(big.subarray(at, end)) }, at, n);
+    };
+    const starts = Array.from({ length: 11 }, (_, i) => i * 4 * MiB);
+    const got = await Promise.all(starts.map((at) => piece(at, 4 * MiB)));
+    got.forEach((b, i) => expect(b?.equals(big.subarray(starts[i], starts[i] + 4 * MiB)), `piece at ${starts[i]}`).toBe(true));
+    expect((await piece(44 * MiB - 256 * 1024, 512 * 1024))?.equals(big.subarray(44 * MiB - 256 * 1024))).toBe(true); // the file's end
+    expect(l.served).toBe(12);
+    expect(l.directReads).toBe(12);
+    // A small read, or one larger than any the client makes, goes through the page cache.
+    expect((await piece(100 * 1024, 4000))?.equals(big.subarray(100 * 1024, 100 * 1024 + 4000))).toBe(true);
+    expect((await l.read('s', whole, 100, big.length))?.equals(big.subarray(100))).toBe(true);
+    expect(l.directReads).toBe(12);
+    // A corrupt block read O_DIRECT is caught like any other.
+    const bad = crcsOf(big.subarray(0, MiB));
+    bad.writeUInt32LE((bad.readUInt32LE(40) + 1) >>> 0, 40);
+    expect(await l.read('s', { ...whole, length: MiB, crcs: bad }, 0, MiB)).toBeNull();
+    expect(l.served).toBe(14);
+    expect(l.directReads).toBe(13);
+  });
+
   it('an id file that holds another id (or none): another host, never read locally again', async () => {
     const l = new LocalReads();
     expect(await l.read('s', where({ id: 'cs-b' }), B, B)).toBeNull();
@@ -90,6 +120,12 @@ describe('short-circuit reads on a cluster', () => {
     const local = await newClient(defaults.localReadBytes);
     expect((await readAll(local, '/f')).equals(want)).toBe(true);
     expect(local.io.localReads.served).toBe(6); // every 1 MiB piece
+    // Once a replica is known to be on this host: pieces up to 8 MiB, one readLocal each, O_DIRECT.
+    const direct = local.io.localReads.directReads;
+    expect((await readAll(local, '/f')).equals(want)).toBe(true);
+    const pieces = 2; // one a chunk (the test cluster's chunks are 4 MiB), not six
+    expect(local.io.localReads.served).toBe(6 + pieces);
+    expect(local.io.localReads.directReads).toBe(direct + pieces);
     const remote = await newClient(0);
     expect((await readAll(remote, '/f')).equals(want)).toBe(true);
     expect(remote.io.localReads.served).toBe(0);

@@ -2,7 +2,7 @@
 // value, so the checksum of a block can be built from pieces (old bytes, a zero gap, new bytes)
 // without first copying them into one buffer.
 
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../protocol/crc32.js';
 
 const zeroPages = new Map<number, Buffer>();
 

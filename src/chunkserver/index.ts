@@ -5,7 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { hostname } from 'node:os';
-import type { GfsConfig } from '../config.js';
+import { framePayloadBytes, type GfsConfig } from '../config.js';
 import { GfsError, asGfsError } from '../protocol/errors.js';
 import type { ChunkserverDataApi, MasterCommand } from '../protocol/messages.js';
 import { PeerPool } from '../protocol/pool.js';
@@ -47,8 +47,6 @@ const PUSH_BUFFER_BYTES = 512 * 1024 * 1024;
 const PUSH_TTL_MS = 60_000;
 /** Replication reads this much per request (clipped to what fits in a frame). */
 const REPLICATION_PIECE = 4 * 1024 * 1024;
-/** Room in a frame for the envelope around a read reply's data. */
-const FRAME_SLACK = 64 * 1024;
 
 export async function startChunkserver(opts: ChunkserverOptions): Promise<Chunkserver> {
   const { cfg } = opts;
@@ -66,7 +64,7 @@ export async function startChunkserver(opts: ChunkserverOptions): Promise<Chunks
 
   let chunkSize = cfg.chunkSize; // until the master tells us
   let address = '';
-  const maxReadBytes = Math.max(cfg.checksumBlock, cfg.maxFrameBytes - FRAME_SLACK);
+  const maxReadBytes = Math.max(cfg.checksumBlock, framePayloadBytes(cfg));
   const leases = new Leases();
   const pushes = new PushBuffer({ maxBytes: PUSH_BUFFER_BYTES, ttlMs: PUSH_TTL_MS });
   const sweeper = setInterval(() => pushes.sweep(), 10_000);

@@ -8,7 +8,7 @@
 // rewrite just the header (then fsync). The header carries its own CRC so a torn or garbled
 // header is seen as corruption rather than read as some other version.
 
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../protocol/crc32.js';
 
 export const HEADER_BYTES = 24;
 const MAGIC = 0x43534647; // "GFSC" read as u32 LE

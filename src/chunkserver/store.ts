@@ -16,7 +16,7 @@ import { renameSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat, statfs, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../protocol/crc32.js';
 import { GfsError, asGfsError } from '../protocol/errors.js';
 import type { ChunkHandle, ChunkReport } from '../protocol/messages.js';
 import type { Logger } from '../log.js';

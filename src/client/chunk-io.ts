@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { GfsError, asGfsError } from '../protocol/errors.js';
 import type { Attr, ChunkHandle, ChunkLocation, Extent, ServerAddress, WriteTarget } from '../protocol/messages.js';
 import type { PeerPool } from '../protocol/pool.js';
-import type { GfsConfig } from '../config.js';
+import { framePayloadBytes, type GfsConfig } from '../config.js';
 import { LocalReads } from './local-reads.js';
 import type { Logger } from '../log.js';
 import { isUnreachable, withRetry, type MasterLink } from './master-link.js';
@@ -27,6 +27,13 @@ const LOCATION_BATCH = 64;
 const INLINE_MAX = 256 * 1024;
 /** Large reads go as pieces of this size, side by side and spread over the replicas. */
 const READ_PIECE = 1024 * 1024;
+/**
+ * Once a replica is known to be on this host's disk: pieces this large (up to a read-ahead
+ * window), one `readLocal` each. Spreading over replicas buys nothing from one disk, and every
+ * piece costs a round trip to a chunkserver (measured on a 1 GiB read: ~13% of the machine's CPU
+ * went to the chunkservers answering 1 MiB `readLocal`s).
+ */
+const LOCAL_READ_PIECE = 8 * 1024 * 1024;
 
 function padded(data: Buffer, length: number): Buffer {
   const out = Buffer.alloc(length);
@@ -84,10 +91,12 @@ export class ChunkIo {
     const end = Math.min(offset + length, locs.size);
     // Pieces side by side, spread over the replicas; a short one ends in a hole: zeros.
     const pieces: Promise<Buffer>[] = [];
+    // (A local piece that cannot be read locally is read through a chunkserver: one frame.)
+    const pieceBytes = this.localReads.found ? Math.max(READ_PIECE, Math.min(LOCAL_READ_PIECE, framePayloadBytes(this.cfg))) : READ_PIECE;
     for (let pos = offset; pos < end; ) {
       const index = Math.floor(pos / cs);
       const inChunk = pos - index * cs;
-      const n = Math.min(end - pos, cs - inChunk, READ_PIECE);
+      const n = Math.min(end - pos, cs - inChunk, pieceBytes);
       pieces.push(this.readChunk(ino, index, inChunk, n, this.spread++).then((data) => (data.length === n ? data : padded(data, n))));
       pos += n;
     }
@@ -102,8 +111,11 @@ export class ChunkIo {
       if (!loc) return Buffer.alloc(0); // a hole: zeros
       let last: GfsError = new GfsError('EUNAVAIL', `no live replica of chunk ${loc.handle}`);
       const n = loc.replicas.length;
-      for (let i = 0; i < n; i++) {
-        const address = loc.replicas[(i + spread) % n];
+      const order = loc.replicas.map((_, i) => loc.replicas[(i + spread) % n]);
+      // Replicas known to be on another host last (the sort is stable: the others keep their turns,
+      // so reads still spread over several chunkservers on this host).
+      order.sort((a, b) => Number(this.localReads.maybeLocal(b)) - Number(this.localReads.maybeLocal(a)));
+      for (const address of order) {
         try {
           const req = { handle: loc.handle, version: loc.version, offset, length };
           if (this.cfg.localReadBytes > 0 && length >= this.cfg.localReadBytes && this.localReads.maybeLocal(address)) {

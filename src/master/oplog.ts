@@ -14,7 +14,7 @@
 
 import { constants } from 'node:fs';
 import { open, readFile, rename, rm, readdir, type FileHandle } from 'node:fs/promises';
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../protocol/crc32.js';
 import { join } from 'node:path';
 import { decode, encode, encodeLarge, releaseDecoded } from '../protocol/rpc.js';
 import { Namespace, type NamespaceImage } from './namespace.js';
