@@ -18,11 +18,13 @@
  *   - the mount thread tears libfuse down in the right order and tells JS when it has finished;
  *   - open() drops the kernel's cached attributes of the file (close-to-open with attr_timeout > 0);
  *     hard-linked files are never attribute-cached (each name is its own kernel inode here);
- *   - getattr of a name a listing just returned is answered here, from the listing (names-cache.h);
+ *   - getattr of a name a listing just returned, or of a directory just made, is answered here
+ *     (names-cache.h);
  *   - a read's reply may carry more of the file, stored into the kernel's page cache after the
  *     reply by a thread of its own; opens and size changes fence the file against stores before
  *     libfuse sees them (page-store.h);
  *   - FUSE_HANDLE_KILLPRIV_V2 for file systems that clear set-id bits themselves (answer_init);
+ *   - a successful write or flush is answered to the kernel from the JS thread (answer_early);
  *   - a rename waits for the opens under way and while a process retries an open or stat that a
  *     rename made fail (retry-gate.h);
  *   - optionally, the FUSE workers and the JS thread share one CPU while requests are small
@@ -48,6 +50,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
@@ -141,6 +144,8 @@ typedef struct request {
   uint64_t names_epoch;   /* readdir: the names cache's generation when the call was made */
   uint64_t nodeid;        /* read: the kernel inode read (for a store into its page cache) */
   store_job_t *store;     /* read: bytes to store into that cache once the read is answered */
+  uint64_t unique;        /* write, flush: the kernel's request id, for an answer from the JS thread */
+  int answered;           /* write, flush: the JS thread has sent the answer to the kernel itself */
 } request_t;
 
 typedef struct {
@@ -185,6 +190,7 @@ typedef struct {
   int clears_set_id;      /* the file system clears set-id bits itself (see answer_init) */
   int pin_threads;        /* keep workers and the JS thread on one CPU while requests are small */
   int locks_asked;        /* atomic: a record lock was ever requested through this mount */
+  double answered_early;  /* writes and flushes answered from the JS thread (JS thread only) */
 } mount_t;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -331,7 +337,8 @@ enum {
   RAW_LOOKUP = 1, RAW_SYMLINK = 6, RAW_MKNOD = 8, RAW_MKDIR = 9, RAW_LINK = 13, RAW_CREATE = 35,
   RAW_GETATTR = 3, RAW_SETATTR = 4, RAW_READLINK = 5, RAW_RENAME = 12, RAW_OPEN = 14,
   RAW_STATFS = 17, RAW_SETXATTR = 21, RAW_GETXATTR = 22, RAW_LISTXATTR = 23,
-  RAW_REMOVEXATTR = 24, RAW_OPENDIR = 27, RAW_READ = 15, RAW_WRITE = 16, RAW_INIT = 26, RAW_SETLK = 32, RAW_SETLKW = 33, RAW_ACCESS = 34
+  RAW_REMOVEXATTR = 24, RAW_OPENDIR = 27, RAW_READ = 15, RAW_WRITE = 16, RAW_INIT = 26, RAW_SETLK = 32, RAW_SETLKW = 33, RAW_ACCESS = 34,
+  RAW_FLUSH = 25
 };
 
 static __thread uint32_t cur_opcode;
@@ -347,6 +354,7 @@ static __thread store_job_t *cur_store;  /* FUSE_READ: to store once its reply i
 static __thread mount_t *cur_store_mount;
 
 static __thread uint64_t cur_fenced;     /* FUSE_OPEN/SETATTR: the node fenced against stores */
+static __thread int cur_answered;        /* FUSE_WRITE/FLUSH: answered from the JS thread (answer_early) */
 
 /* Hands the store this thread holds to the store thread, to write (fd >= 0) or drop; the JS
    thread then releases its bytes (stores_done). */
@@ -486,6 +494,7 @@ restart:
   const struct raw_in_header *in = (const struct raw_in_header *) buf;
   cur_opcode = in->opcode;
   cur_unique = in->unique;
+  cur_answered = 0;
   cur_nodeid = in->nodeid;
   cur_rename_to[0] = '\0';
   cur_link_from = 0;
@@ -518,12 +527,23 @@ restart:
   return (int) res;
 }
 
+/* This thread's request is answered: forget it, so that nothing can act on a stale opcode. */
+static void forget_current (void) {
+  cur_opcode = 0, cur_unique = 0, cur_nodeid = 0, cur_rename_to[0] = '\0', cur_kill_privs = 0, cur_retry = 0;
+}
+
 static int chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t count) {
   if (iov == NULL) return 0;
   mount_t *m = (mount_t *) fuse_chan_data(ch);
   int answers_store = 0, answers_fence = 0;
   if (count > 0 && iov[0].iov_len >= sizeof(struct raw_out_header)) {
     struct raw_out_header *out = (struct raw_out_header *) iov[0].iov_base;
+    if (cur_answered && out->unique != 0 && out->unique == cur_unique) {
+      /* The JS thread answered it already (answer_early): libfuse's answer is not sent again. */
+      cur_answered = 0;
+      forget_current();
+      return 0;
+    }
     /* The high-level API finds files by path. A process that looked a name up just before another
        renamed a file over it (or deleted it) holds the old inode, whose path libfuse has dropped:
        libfuse answers ENOENT for it, and stat or open of a name that always existed fails. ESTALE
@@ -538,8 +558,7 @@ static int chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t cou
     if (out->unique != 0 && out->unique == cur_unique && out->error == 0 && cur_opcode == RAW_INIT) answer_init(iov, count);
     answers_store = cur_store != NULL && out->unique != 0 && out->unique == cur_unique;
     answers_fence = cur_fenced != 0 && out->unique != 0 && out->unique == cur_unique;
-    /* This thread's request is answered: forget it, so that nothing can act on a stale opcode. */
-    if (out->unique != 0 && out->unique == cur_unique) cur_opcode = 0, cur_unique = 0, cur_nodeid = 0, cur_rename_to[0] = '\0', cur_kill_privs = 0, cur_retry = 0;
+    if (out->unique != 0 && out->unique == cur_unique) forget_current();
   }
   ssize_t res = writev(fuse_chan_fd(ch), iov, count);
   int err = errno;
@@ -677,11 +696,33 @@ static int call_js (request_t *r) {
 
 #define REQ(o) request_t r; memset(&r, 0, sizeof(r)); r.op = (o)
 
+/* libfuse looks a new directory up (getattr) right after the mkdir, on the same thread. Those
+   attributes are kept like a listing's (names-cache.h): each create in the directory drops the
+   kernel's copy of them, and with default_permissions the path walk to the next new name asks
+   again (measured: one GETATTR per file made, ~65 us each through JS, ~12% of a small file's
+   time). Answered here, it is what the kernel would have kept for attr_timeout without the drop,
+   and what the JS cache answers: a create answered ahead does not touch its directory's entry. */
+static void keep_new_dir (mount_t *m, uint64_t epoch, const char *path, const struct stat *st) {
+  const char *slash = strrchr(path, '/');
+  char dir[PATH_MAX];
+  size_t n;
+  if (slash == NULL || !S_ISDIR(st->st_mode)) return;
+  n = slash == path ? 1 : (size_t) (slash - path);
+  if (n >= sizeof(dir)) return;
+  memcpy(dir, path, n);
+  dir[n] = '\0';
+  names_put(m->names, epoch, dir, slash + 1, st);
+}
+
 static int fn_getattr (const char *path, struct stat *st) {
   mount_t *m = (mount_t *) fuse_get_context()->private_data;
   if (names_get(m->names, path, st)) return 0;
+  int after_mkdir = cur_opcode == RAW_MKDIR;
+  uint64_t epoch = after_mkdir ? names_epoch(m->names) : 0;
   REQ(OP_GETATTR); r.path = path; r.st = st;
-  return call_js(&r);
+  int res = call_js(&r);
+  if (res == 0 && after_mkdir) keep_new_dir(m, epoch, path, st);
+  return res;
 }
 
 /* libfuse's CREATE asks fgetattr for the new file's attributes right after fn_create, on the same
@@ -751,12 +792,18 @@ static int fn_read (const char *path, char *buf, size_t len, off_t off, struct f
 static int fn_write (const char *path, const char *buf, size_t len, off_t off,
                      struct fuse_file_info *fi) {
   REQ(OP_WRITE); r.path = path; r.cbuf = buf; r.len = len; r.off = off; r.fi = fi;
-  return call_js(&r);
+  r.unique = cur_opcode == RAW_WRITE ? cur_unique : 0;
+  int res = call_js(&r);
+  cur_answered = r.answered;
+  return res;
 }
 
 static int fn_flush (const char *path, struct fuse_file_info *fi) {
   REQ(OP_FLUSH); r.path = path; r.fi = fi;
-  return call_js(&r);
+  r.unique = cur_opcode == RAW_FLUSH ? cur_unique : 0; /* (not the flush libfuse may make inside a release) */
+  int res = call_js(&r);
+  cur_answered = r.answered;
+  return res;
 }
 
 static int fn_fsync (const char *path, int datasync, struct fuse_file_info *fi) {
@@ -1001,7 +1048,7 @@ static void complete (mount_t *m, uint32_t slot, int res) {
   request_t *r = s->req;
   slot_release_buffer(m, s);
   s->req = NULL;
-  names_forget(m, r);
+  if (!r->answered) names_forget(m, r); /* (answer_early dropped it as it answered) */
   r->res = res;
   uv_sem_post(&r->sem); /* r may be gone as soon as this returns */
 }
@@ -1275,6 +1322,45 @@ static void on_stored (uv_async_t *handle) {
   }
 }
 
+/* A successful write or flush is answered to the kernel from the JS thread itself, before the
+   worker that waits for it is woken: the caller goes on one thread hand-off sooner (the worker's
+   wake-up, then its write to the device; each a switch, and on this machine kind often a wake-up of
+   an idle CPU). libfuse does nothing for them after our callback that the kernel must see first:
+   a write's answer is its count; a flush's is followed only by the unlock of the closing owner's
+   record locks, answered in C (fn_lock) while none was ever asked for, which is the only case
+   answered early (with locks in use, close must not return before the unlock). What the request
+   may change is dropped from the names cache before the answer goes, as complete() would after
+   (a stat right after the write must not be answered from a listing). The worker's own answer is
+   then not sent (chan_send, cur_answered). */
+static void answer_early (mount_t *m, request_t *r, int32_t res) {
+  if (r->unique == 0 || m->ch == NULL) return;
+  struct raw_out_header out = { 0, 0, r->unique };
+  struct { uint32_t size; uint32_t padding; } wrote = { (uint32_t) res, 0 }; /* struct fuse_write_out */
+  struct iovec iov[2] = { { &out, sizeof(out) }, { &wrote, sizeof(wrote) } };
+  int n = r->op == OP_WRITE ? 2 : 1;
+  out.len = (uint32_t) (sizeof(out) + (n == 2 ? sizeof(wrote) : 0));
+  names_forget(m, r);
+  /* ENOENT: the request was interrupted and the kernel no longer waits for it. Either way the
+     worker must not answer it again. */
+  if (writev(fuse_chan_fd(m->ch), iov, n) == -1 && errno != ENOENT) return;
+  r->answered = 1;
+  m->answered_early++;
+}
+
+/* answeredEarly(mount) -> how many writes and flushes were answered from the JS thread (tests). */
+static napi_value js_answered_early (napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  mount_t *m;
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) { throw_error(env, "answeredEarly: expected (mount)"); return NULL; }
+  NAPI_OK(napi_get_value_external(env, argv[0], (void **) &m));
+  return make_num(env, m->answered_early);
+napi_fail:
+  throw_error(env, "answeredEarly: bad arguments");
+  return NULL;
+}
+
 /* reply(mount, slot, seq, result, extra1?, extra2?) -> boolean (false: stale or duplicate) */
 static napi_value js_reply (napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -1367,6 +1453,10 @@ static napi_value js_reply (napi_env env, napi_callback_info info) {
       break;
     case OP_WRITE:
       if (res > (int32_t) r->len) res = (int32_t) r->len;
+      if (res >= 0) answer_early(m, r, res);
+      break;
+    case OP_FLUSH:
+      if (res == 0 && !__atomic_load_n(&m->locks_asked, __ATOMIC_ACQUIRE)) answer_early(m, r, res);
       break;
     case OP_READLINK:
       if (res == 0) {
@@ -1741,6 +1831,7 @@ static napi_value init_module (napi_env env, napi_value exports) {
     { "createMount", NULL, js_create, NULL, NULL, NULL, napi_enumerable, NULL },
     { "mount", NULL, js_mount, NULL, NULL, NULL, napi_enumerable, NULL },
     { "reply", NULL, js_reply, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "answeredEarly", NULL, js_answered_early, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
 

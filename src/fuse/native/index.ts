@@ -54,6 +54,7 @@ interface Binding {
     onExit: (loopResult: number) => void,
   ): void;
   reply(handle: object, slot: number, seq: number, result: number, extra1?: unknown, extra2?: unknown): boolean;
+  answeredEarly(handle: object): number;
   opNames: string[];
   statLength: number;
   statfsLength: number;
@@ -233,6 +234,11 @@ export class FuseMount implements FuseMountHandle {
   /** True between a successful mount() and the end of the FUSE session. */
   get mounted(): boolean {
     return this.state === "mounted" || this.state === "unmounting";
+  }
+
+  /** Successful writes and flushes answered to the kernel from the JS thread (native-notes item 23). */
+  get answeredEarly(): number {
+    return this.handle ? loadBinding().answeredEarly(this.handle) : 0;
   }
 
   /** Resolves when the FUSE session has ended (after unmount(), or after an outside fusermount -u). */
