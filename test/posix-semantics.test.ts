@@ -26,6 +26,31 @@ async function namesAtMaster(dir: string): Promise<string[]> {
   }
 }
 
+/**
+ * On m1, a Python `setup` (d is m1/dir), then `child` (Python, d in sys.argv[1]) in a process of
+ * its own while the master is stopped, for up to 2 s. "True" or "False" (did it finish) and the
+ * words it printed.
+ */
+async function withMasterStopped(name: string, dir: string, setup: string, child: string): Promise<string> {
+  const run = await python(scratch, name, `
+import os, signal, subprocess, sys, time
+d, pid = sys.argv[1] + '/${dir}', int(sys.argv[2])
+${setup}
+os.kill(pid, signal.SIGSTOP)
+try:
+    p = subprocess.Popen([sys.executable, '-c', ${JSON.stringify(child)}, d], stdout=subprocess.PIPE)
+    for _ in range(100):
+        if p.poll() is not None:
+            break
+        time.sleep(0.02)
+    finished = p.poll() is not None
+finally:
+    os.kill(pid, signal.SIGCONT)
+print(finished, p.communicate()[0].decode().split())
+`);
+  return (await ok(`${run} ${m1} ${c.master.proc.pid}`)).trim();
+}
+
 const stat = async (fmt: string, path: string) => (await ok(`TZ=UTC0 stat -c ${q(fmt)} ${q(path)}`)).trim();
 
 describe('times', () => {
@@ -284,30 +309,34 @@ for sub in ('drop/deep', 'drop'):
   it('a tree the mount made is listed and removed with the master stopped, and is gone there once it runs', async () => {
     // Everything removing a held tree asks (listings, look-ups, unlinks, rmdirs) is known to the
     // mount: it must not wait for the master, which applies the changes when it runs again.
-    const run = await python(scratch, 'offline.py', `
-import os, signal, subprocess, sys, time
-d, pid = sys.argv[1] + '/offline', int(sys.argv[2])
+    const setup = `
 for sub in ('a', 'b'):
     os.makedirs(f'{d}/{sub}')
     for i in range(30):
         with open(f'{d}/{sub}/f{i}', 'w') as f:
-            f.write('x')
-os.kill(pid, signal.SIGSTOP)
-try:
-    # (Python's, not rm -rf: that asks statfs, which is the master's to answer.)
-    p = subprocess.Popen([sys.executable, '-c', 'import os, shutil, sys; d = sys.argv[1]; print(len(os.listdir(d + "/a"))); shutil.rmtree(d + "/a"); shutil.rmtree(d + "/b"); print(len(os.listdir(d)))', d], stdout=subprocess.PIPE)
-    for _ in range(100):
-        if p.poll() is not None:
-            break
-        time.sleep(0.02)
-    finished = p.poll() is not None
-finally:
-    os.kill(pid, signal.SIGCONT)
-print(finished, p.communicate()[0].decode().split())
-`);
-    expect((await ok(`${run} ${m1} ${c.master.proc.pid}`)).trim()).toBe("True ['30', '0']");
+            f.write('x')`;
+    // (Python's, not rm -rf: that asks statfs, which is the master's to answer.)
+    const remove = 'import os, shutil, sys; d = sys.argv[1]; print(len(os.listdir(d + "/a"))); shutil.rmtree(d + "/a"); shutil.rmtree(d + "/b"); print(len(os.listdir(d)))';
+    expect(await withMasterStopped('offline.py', 'offline', setup, remove)).toBe("True ['30', '0']");
     await until(async () => (await namesAtMaster('/offline')).length === 0, 'the removals to reach the master');
     expect(await ok(`ls -A ${m2}/offline`)).toBe('');
+  });
+});
+
+describe('a directory the mount holds, emptied after its listing would have expired', () => {
+  it('is removed at once, with the master stopped (the rmdir is answered by the mount), and is gone there once it runs', async () => {
+    const setup = `
+os.makedirs(f'{d}/a')
+for i in range(10):
+    with open(f'{d}/a/f{i}', 'w') as f:
+        f.write('x')
+time.sleep(1.5)  # past the attribute time (1 s): only holding a keeps its listing known
+for i in range(10):
+    os.unlink(f'{d}/a/f{i}')`;
+    const rmdir = 'import os, sys; os.rmdir(sys.argv[1] + "/a"); print("gone")';
+    expect(await withMasterStopped('late-rmdir.py', 'late', setup, rmdir)).toBe("True ['gone']");
+    await until(async () => (await namesAtMaster('/late')).length === 0, 'the removals to reach the master');
+    expect(await ok(`ls -A ${m2}/late`)).toBe('');
   });
 });
 

@@ -359,8 +359,10 @@ export class GfsClient {
   }
 
   async rmdir(path: string): Promise<void> {
-    this.giveBackDirs(this.dirs.forget(path)); // (empty, so nothing beneath it is held)
+    // Before its own delegation goes: while held, its listing stays known (it would have expired
+    // attrCacheMs after the mkdir, and every rmdir of `rm -rf` went to the master).
     const ahead = this.rmdirAhead(path);
+    this.giveBackDirs(this.dirs.forget(path)); // (empty, so nothing beneath it is held)
     if (ahead) return ahead;
     if (!(await this.rmdirBehindUnlinks(path))) await this.changed(this.ask('rmdir', { path }), [parentPath(path)], [path]);
     this.listings.removed(path);
@@ -369,11 +371,14 @@ export class GfsClient {
   /**
    * rmdir of a directory this client knows to be empty, in a directory it holds: answered here and
    * sent in the next batch of changes, behind the unlinks that emptied it (another mount that looks
-   * recalls the parent, and so waits for it). undefined: ask the master.
+   * recalls the parent, and so waits for it). undefined: ask the master. Only while this client
+   * holds the directory itself too: no other client can then have made a name in it (a listing
+   * merely cached could miss one, and the master would refuse the rmdir after it was answered).
+   * (Only a directory has a listing; its attributes may have expired.)
    */
   private rmdirAhead(path: string): Promise<void> | undefined {
     const dir = parentPath(path);
-    if (this.cfg.deferredChanges === 0 || !this.dirs.holder(dir) || this.attrs.get(path)?.type !== 'dir' || !this.listings.knownEmpty(path)) return undefined;
+    if (this.cfg.deferredChanges === 0 || !this.dirs.holder(dir) || !this.dirs.holder(path) || !this.listings.knownEmpty(path)) return undefined;
     const time = this.changeTime();
     this.listings.removed(path);
     this.attrs.dropTree(path);
