@@ -2,6 +2,8 @@
 // on a real cluster with small (1 MiB) chunks so that counts are large enough to compare.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ok, root, sh, TestCluster } from './helpers/cluster.js';
 import { chunkName, chunksOf, replicaFiles, replicationProblems, running, status, waitFor } from './helpers/faults.js';
@@ -49,9 +51,19 @@ describe('rebalancing', () => {
     await allIdentical();
   });
 
-  it('gfs drain moves everything off a chunkserver: it ends empty and every chunk keeps 3 replicas', async () => {
+  it('gfs drain moves everything off a chunkserver: it ends empty and every chunk keeps 3 replicas; bad blocks in what it held are found, not moved', async () => {
     const victim = running(c.chunkservers)[1];
     const address = victim.address.replace('ws://', '');
+    // A bad block in three of its replicas: each move reads the replica it leaves behind first, so
+    // each is found and reported (the copy then comes from a good replica), never deleted unread.
+    const held = (await Promise.all(files.map((f) => chunksOf(c, f)))).flat().filter((ch) => ch.replicas.includes(address));
+    const bad = held.slice(0, 3).map((ch) => ch.handle);
+    expect(bad.length).toBe(3);
+    for (const h of bad) {
+      const fh = await open(join(victim.dataDir, 'chunks', chunkName(h)), 'r+');
+      await fh.write(randomBytes(100), 0, 100, 5000);
+      await fh.close();
+    }
     const r = await sh(`${gfs} drain ${c.url} ${address} --wait`, { timeoutMs: 150_000 });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/is empty/);
@@ -64,6 +76,7 @@ describe('rebalancing', () => {
     await waitFor('3 replicas of every chunk elsewhere', 30_000, async () => (await replicationProblems(c, files, 3)) === '', () => replicationProblems(c, files, 3));
     for (const f of files) for (const ch of await chunksOf(c, f)) expect(ch.replicas).not.toContain(address);
     await allIdentical();
+    for (const h of bad) expect(c.master.stderr.join('\n')).toContain(`corrupt replica of chunk ${h} on ${address}`);
     // New chunks do not go there either.
     await ok(`head -c ${5 * MB} /dev/urandom > ${scratch}/n && cp ${scratch}/n ${m}/n && cmp ${scratch}/n ${m}/n`);
     for (const ch of await chunksOf(c, '/n')) expect(ch.replicas).not.toContain(address);

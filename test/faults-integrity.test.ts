@@ -33,6 +33,10 @@ describe('corrupt blocks on disk', () => {
     await ok(`for i in $(seq 0 7); do head -c ${12 * MB} /dev/urandom > ${scratch}/d$i && cp ${scratch}/d$i ${m}/d$i || exit 1; done`);
     await waitFor('full replication', 60_000, async () => (await replicationProblems(c, files, 3)) === '');
     await sleep(2500); // the writers' leases run out (and the scan may start: it finds nothing yet)
+    // No rebalancing move under way, twice a second apart: a move whose copy had already read a
+    // replica corrupted here would delete it unread (a move planned later reads it first: found).
+    const settled = async () => (await status(c)).movesInFlight === 0 && (await replicationProblems(c, files, 3)) === '';
+    await waitFor('rebalancing to settle', 60_000, async () => (await settled()) && (await sleep(1000), await settled()));
 
     // 20 distinct chunks, one replica each, one random block in it overwritten with random bytes.
     const all = (await Promise.all(files.map((f) => chunksOf(c, f)))).flat();

@@ -51,6 +51,13 @@ export class Repair implements Pending {
   private readonly corrupt = new Map<ChunkHandle, Set<string>>();
   /** Moves that landed: handle → the server whose replica is now surplus. */
   private readonly leaving = new Map<ChunkHandle, string>();
+  /**
+   * Deletes sent and not yet done: server id → handle → the version named. A heartbeat can still
+   * list such a replica (the delete waits there behind a read of it, say): it is not counted
+   * again, or the next surplus check would delete a second, good replica. The delete is sent
+   * again instead; the entry goes once the server no longer lists the replica.
+   */
+  private readonly deleting = new Map<string, Map<ChunkHandle, number>>();
   /** Under-replicated chunks the last tick found, fewest replicas first, not yet being copied. */
   private backlog: ChunkHandle[] = [];
 
@@ -75,10 +82,14 @@ export class Repair implements Pending {
     const current = new Set<ChunkHandle>();
     const reported = new Set<ChunkHandle>();
     let stale = 0;
+    const ordered = this.deleting.get(server.id);
     for (const [handle, version] of chunks) {
       reported.add(handle);
       const want = this.ns.versions.get(handle);
-      if (want === undefined) {
+      const doomed = ordered?.get(handle);
+      if (doomed !== undefined && version <= doomed) {
+        remove.push([handle, doomed]); // still being deleted there
+      } else if (want === undefined) {
         // Garbage: no file has it any more (or yet, if the chunk pool placed it ahead of need).
         if (!this.placedAhead(handle)) remove.push([handle, version]);
       } else if (version < want || this.leases.missedGrant(handle, server.id, version)) {
@@ -102,7 +113,9 @@ export class Repair implements Pending {
     }
     for (const h of corrupt) {
       reported.add(h);
-      if (this.ns.versions.has(h)) this.markCorrupt(h, server);
+      const doomed = ordered?.get(h);
+      if (doomed !== undefined) remove.push([h, doomed]);
+      else if (this.ns.versions.has(h)) this.markCorrupt(h, server);
       else remove.push([h, Number.MAX_SAFE_INTEGER]); // a bad replica of no file's chunk: just garbage
     }
     if (replicating) {
@@ -118,8 +131,9 @@ export class Repair implements Pending {
     }
     for (const [h] of remove) if (!this.ns.versions.has(h)) this.leases.forgetMissed(h, server.id);
     for (const h of this.leases.distrustedOn(server.id)) if (!reported.has(h)) this.leases.forgetMissed(h, server.id);
+    if (ordered) for (const h of ordered.keys()) if (!reported.has(h)) ordered.delete(h); // done
     if (stale > 0) this.log.info(`${server.address} holds ${stale} stale replica(s) (older version): deleting them`);
-    if (remove.length) this.queue(server.id, { op: 'delete', chunks: remove });
+    this.deleteOn(server.id, remove);
     // Copies finished: start the next ones now (this server's go out in this very reply) rather
     // than at the next tick, so that recovery runs at copy speed, not at tick speed.
     if (settled) this.refill(Date.now());
@@ -150,6 +164,7 @@ export class Repair implements Pending {
       if (now - c.startedAt > copyTimeout || !this.cluster.servers.get(c.target)?.alive || !this.ns.versions.has(h)) this.copies.delete(h);
     }
     for (const id of this.queued.keys()) if (!this.cluster.servers.get(id)?.alive) this.queued.delete(id);
+    for (const id of this.deleting.keys()) if (!this.cluster.servers.has(id)) this.deleting.delete(id);
     for (const h of this.leaving.keys()) if (!this.ns.versions.has(h)) this.leaving.delete(h);
     for (const h of this.corrupt.keys()) if (!this.ns.versions.has(h)) this.corrupt.delete(h);
 
@@ -251,6 +266,7 @@ export class Repair implements Pending {
     !this.leaving.has(handle) &&
     !this.leases.active(handle) &&
     !this.corrupt.get(handle)?.has(to.id) &&
+    !this.deleting.get(to.id)?.has(handle) &&
     !this.leases.distrustedFor(handle).includes(to.id);
 
   /** Queue a copy of handle (to `to`, or the best target); false when no target has room. */
@@ -261,6 +277,8 @@ export class Repair implements Pending {
     if (!target) {
       const exclude = new Set(holders.map((s) => s.id));
       for (const id of this.leases.distrustedFor(handle)) exclude.add(id);
+      // (A server still deleting its replica would take the command as done: it holds one.)
+      for (const [id, doomed] of this.deleting) if (doomed.has(handle)) exclude.add(id);
       const pick = () =>
         this.cluster.pickTargets(Infinity, exclude, holders[0].address).find((s) => this.incoming(s.id) < this.cfg.copiesPerServer);
       // A server holding a bad copy only as a last resort (the good copy then replaces it in place).
@@ -273,7 +291,10 @@ export class Repair implements Pending {
       }
     }
     if (!target) return false;
-    const sources = nearestFirst(holders, (s) => s.address, target.address);
+    // A move reads the replica it leaves behind first: that replica is then checked block by block
+    // (a bad one fails the read, is reported and the copy goes on from the next source) rather
+    // than deleted unread once the copy lands, and the read falls on the fuller server.
+    const sources = nearestFirst(holders, (s) => s.address, target.address).sort((a, b) => Number(b.id === from?.id) - Number(a.id === from?.id));
     this.copies.set(handle, { target: target.id, startedAt: now, delivered: false, ...(from ? { from: from.id } : {}) });
     this.queue(target.id, { op: 'replicate', handle, version: this.ns.versions.get(handle)!, from: sources.map((s) => s.address) });
     const why = from ? (this.cluster.isDraining(from) ? `draining ${from.address}` : `rebalancing from ${from.address}`) : `${this.cluster.countedReplicasOf(handle).length} counted`;
@@ -285,7 +306,7 @@ export class Repair implements Pending {
     const bad = this.corrupt.get(handle);
     if (!bad) return;
     const version = this.ns.versions.get(handle)!;
-    for (const id of bad) this.queue(id, { op: 'delete', chunks: [[handle, version]] });
+    for (const id of bad) this.deleteOn(id, [[handle, version]]);
     this.corrupt.delete(handle);
   }
 
@@ -310,8 +331,17 @@ export class Repair implements Pending {
     const version = this.ns.versions.get(handle)!;
     for (const s of victims) {
       this.cluster.removeReplica(handle, s);
-      this.queue(s.id, { op: 'delete', chunks: [[handle, version]] });
+      this.deleteOn(s.id, [[handle, version]]);
     }
+  }
+
+  /** Send a server deletes of these replicas (each at or below its version), and remember them. */
+  private deleteOn(serverId: string, chunks: ChunkReport[]): void {
+    if (chunks.length === 0) return;
+    let doomed = this.deleting.get(serverId);
+    if (!doomed) this.deleting.set(serverId, (doomed = new Map()));
+    for (const [h, v] of chunks) doomed.set(h, Math.max(v, doomed.get(h) ?? 0));
+    this.queue(serverId, { op: 'delete', chunks });
   }
 
   private queue(serverId: string, cmd: MasterCommand): void {
