@@ -340,6 +340,21 @@ for i in range(10):
   });
 });
 
+describe('a directory the mount holds, listed after its attribute time', () => {
+  it('is listed with every size, with the master stopped: the files it still holds keep their attributes known', async () => {
+    const setup = `
+os.makedirs(f'{d}/a')
+for i in range(10):
+    with open(f'{d}/a/f{i}', 'w') as f:
+        f.write('x' * (i + 1))
+time.sleep(1.5)  # past the attribute time (1 s), before the files' delegations go back (2 s idle)
+os.stat(f'{d}/a')  # the path to it known afresh (a directory's attributes are the master's to say)`;
+    const list = 'import os, sys; print(",".join(f"{e.name}:{e.stat().st_size}" for e in sorted(os.scandir(sys.argv[1] + "/a"), key=lambda e: e.name)))';
+    const want = Array.from({ length: 10 }, (_, i) => `f${i}:${i + 1}`).join(',');
+    expect(await withMasterStopped('late-list.py', 'late-list', setup, list)).toBe(`True ['${want}']`);
+  });
+});
+
 describe('names made on another mount', () => {
   it('a directory listed here shows another mount\'s new name within the attribute time; creating it here never clobbers', async () => {
     await ok(`mkdir ${m1}/seen && touch ${m1}/seen/a`);

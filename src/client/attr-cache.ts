@@ -2,6 +2,9 @@
 // walks do not each cost a master round trip. It is filled by look-ups and directory listings and
 // corrected at once by this client's own changes; another client's changes show within the TTL,
 // as NFS attribute caching does. open() always asks the master (close-to-open consistency).
+// The attributes of a file whose write delegation this client holds do not expire: nobody else can
+// change the file without recalling it first, and this client's own changes correct them. When it
+// is given back they count as just read (then known right), so they last one more TTL.
 
 import type { Attr } from '../protocol/messages.js';
 import { PathMap } from './path-tree.js';
@@ -26,7 +29,11 @@ export class AttrCache {
   /** The latest time in any attributes the master sent (its clock, as this client has seen it). */
   latestTime: Attr['ctime'] = [0, 0];
 
-  constructor(private readonly ttlMs: number) {}
+  constructor(
+    private readonly ttlMs: number,
+    /** Whether this client holds ino's write delegation (its attributes then cannot go stale). */
+    private readonly held: (ino: number) => boolean = () => false,
+  ) {}
 
   /** Note attr's ctime; false if a newer one was seen already (attr is stale). */
   private fresh(attr: Attr): boolean {
@@ -41,11 +48,24 @@ export class AttrCache {
   get(path: string): Attr | undefined {
     const e = this.byPath.get(path);
     if (!e) return undefined;
-    if (e.until < Date.now()) {
-      this.drop(path);
-      return undefined;
+    const now = Date.now();
+    if (e.until < now) {
+      if (!this.held(e.attr.ino)) {
+        this.drop(path);
+        return undefined;
+      }
+      e.until = now + this.ttlMs;
     }
     return e.attr;
+  }
+
+  /** ino's attributes are known right now (its delegation is being given back): one more TTL. */
+  renew(ino: number): void {
+    const until = Date.now() + this.ttlMs;
+    for (const path of this.byIno.get(ino) ?? []) {
+      const e = this.byPath.get(path);
+      if (e) e.until = Math.max(e.until, until);
+    }
   }
 
   set(path: string, attr: Attr): void {

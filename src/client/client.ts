@@ -53,7 +53,11 @@ export class GfsClient {
   ) {
     this.cfg = { ...cfg };
     this.hold = cfg.writeBehindHoldMs > 0 ? new BusyHold(QUIET_MS, cfg.writeBehindHoldMs) : undefined;
-    this.behind = new WriteBehind(cfg.writeBehindFiles, (inos) => this.master.call('giveBack', { inos }), log, this.hold, cfg.writeBehindHoldBytes);
+    const giveBack = (inos: number[]) => {
+      for (const ino of inos) this.attrs.renew(ino); // (the last moment they are known right)
+      return this.master.call('giveBack', { inos });
+    };
+    this.behind = new WriteBehind(cfg.writeBehindFiles, giveBack, log, this.hold, cfg.writeBehindHoldBytes);
     this.master = new MasterLink(masterUrl, cfg, log, { recall: ({ ino, grant }) => this.recall(ino, grant).then(() => ({})) }, () => {
       this.behind.dropAll();
       this.dirs.dropAll();
@@ -67,7 +71,7 @@ export class GfsClient {
     this.io = new ChunkIo(this.master, this.pool, this.cfg, log, (ino) => this.changes.whenMade(ino));
     this.maxRecordBytes = maxRecordBytes(cfg);
     this.appends = new AppendQueue((ino, data, touched) => this.io.append(ino, data, touched, this.changedAt.get(ino)), () => this.maxRecordBytes, (attr) => this.noteAttr(attr));
-    this.attrs = new AttrCache(cfg.attrCacheMs);
+    this.attrs = new AttrCache(cfg.attrCacheMs, (ino) => this.behind.holds(ino));
     this.listings = new DirListings(cfg.attrCacheMs);
     this.dirs = new DirDelegations(this.listings, (count) => this.master.call('reserveInos', { count }), (e) => log.debug(`inode numbers not reserved: ${e.message}`));
     this.createsAhead = cfg.deferredChanges > 0 && cfg.writeBehindFiles > 0 && cfg.attrCacheMs > 0;
@@ -583,6 +587,7 @@ export class GfsClient {
     this.dirs.recall(ino, grant); // (also noted for a directory whose mkdir reply is still coming)
     if (dir) return this.changes.settled(); // the creates answered in it reach the master first
     await this.behind.recall(ino, grant, () => this.flushInode(ino, true));
+    this.attrs.dropIno(ino); // another client is about to change it
   }
 
   /**
