@@ -10,9 +10,12 @@ type Touched = Map<ChunkHandle, ServerAddress[]>;
 
 /**
  * How long records of closes answered already (write-behind) wait for more to join them before
- * they go, when no append of the file is on its way; hurry() cuts it short.
+ * they go, when no append of the file is on its way; hurry() cuts it short. Each batch costs the
+ * three chunkservers and the master (its size) a request: 5000 `echo >>` took ~480 batches with
+ * 5 ms, and that work, not the mount's, used most of the two CPUs. Measured, alternated on fresh
+ * clusters: append_shell 2,298-2,433 (5 ms) -> 2,762-2,961 (20 ms); 50 ms no better than 20.
  */
-const LINGER_MS = 5;
+const LINGER_MS = 20;
 export type Appended = { offset: number; attr?: Attr };
 
 interface Queued {
