@@ -323,13 +323,16 @@ for sub in ('a', 'b'):
   });
 });
 
-describe('a directory the mount holds, emptied after its listing would have expired', () => {
-  it('is removed at once, with the master stopped (the rmdir is answered by the mount), and is gone there once it runs', async () => {
-    const setup = `
+/** Python (for withMasterStopped's setup): directory a made, with files f0..f9 holding content (of i). */
+const tenFilesInA = (content: string) => `
 os.makedirs(f'{d}/a')
 for i in range(10):
     with open(f'{d}/a/f{i}', 'w') as f:
-        f.write('x')
+        f.write(${content})`;
+
+describe('a directory the mount holds, emptied after its listing would have expired', () => {
+  it('is removed at once, with the master stopped (the rmdir is answered by the mount), and is gone there once it runs', async () => {
+    const setup = `${tenFilesInA("'x'")}
 time.sleep(1.5)  # past the attribute time (1 s): only holding a keeps its listing known
 for i in range(10):
     os.unlink(f'{d}/a/f{i}')`;
@@ -342,11 +345,7 @@ for i in range(10):
 
 describe('a directory the mount holds, listed after its attribute time', () => {
   it('is listed with every size, with the master stopped: the files it still holds keep their attributes known', async () => {
-    const setup = `
-os.makedirs(f'{d}/a')
-for i in range(10):
-    with open(f'{d}/a/f{i}', 'w') as f:
-        f.write('x' * (i + 1))
+    const setup = `${tenFilesInA("'x' * (i + 1)")}
 time.sleep(1.5)  # past the attribute time (1 s), before the files' delegations go back (2 s idle)
 os.stat(f'{d}/a')  # the path to it known afresh (a directory's attributes are the master's to say)`;
     const list = 'import os, sys; print(",".join(f"{e.name}:{e.stat().st_size}" for e in sorted(os.scandir(sys.argv[1] + "/a"), key=lambda e: e.name)))';
