@@ -36,7 +36,11 @@ describe('corrupt blocks on disk', () => {
     // No rebalancing move under way, twice a second apart: a move whose copy had already read a
     // replica corrupted here would delete it unread (a move planned later reads it first: found).
     const settled = async () => (await status(c)).movesInFlight === 0 && (await replicationProblems(c, files, 3)) === '';
-    await waitFor('rebalancing to settle', 60_000, async () => (await settled()) && (await sleep(1000), await settled()));
+    await waitFor('rebalancing to settle', 60_000, async () => {
+      if (!(await settled())) return false;
+      await sleep(1000);
+      return settled();
+    });
 
     // 20 distinct chunks, one replica each, one random block in it overwritten with random bytes.
     const all = (await Promise.all(files.map((f) => chunksOf(c, f)))).flat();
