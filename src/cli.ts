@@ -52,6 +52,7 @@ const tunables: Array<[flag: string, key: keyof GfsConfig, help: string, parse: 
   ['--write-behind-hold-ms <ms>', 'writeBehindHoldMs', "how long closed files' writes may wait while the mount's callers keep it busy, 0 = they go at once (mount)", parseCount],
   ['--write-behind-hold-bytes <size>', 'writeBehindHoldBytes', 'most bytes of closed files held back that way (mount)', parseSize],
   ['--pin-fuse-threads <0|1>', 'pinFuseThreads', "1 = while requests are small, a mount's FUSE threads and JS thread share one CPU (fewer cross-CPU wake-ups), 0 = never (mount)", parseCount],
+  ['--readdir-plus <0|1>', 'readdirPlus', "1 = listings carry every entry's attributes to the kernel (READDIRPLUS), so ls -l needs no lookup per entry, 0 = plain listings (mount)", parseCount],
   ['--deferred-changes <n>', 'deferredChanges', 'unlinks, and creates in directories it made, that a mount answers ahead of the master, at most this many at once; 0 = every unlink and create waits for the master (mount)', parseCount],
   ['--scrub-idle-ms <ms>', 'scrubIdleMs', 'a replica unused this long is idle, due for the scan (chunkserver)', parseCount],
 ];

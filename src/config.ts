@@ -79,6 +79,12 @@ export interface GfsConfig {
    */
   pinFuseThreads: number;
   /**
+   * 1: a mount answers the kernel's READDIRPLUS, a listing with every entry's attributes, so
+   * `ls -l`, `find` and `du` need no lookup per entry after it (fuse/native/readdir-plus.h). 0: plain
+   * READDIR, each entry looked up on its own.
+   */
+  readdirPlus: number;
+  /**
    * Most new chunks the master has chunkservers make ahead of need, in one request per server,
    * so a new file's first chunk costs a log record instead of a round of setVersion calls on its
    * way (master/chunk-pool.ts; 0: every new chunk is placed when a writer asks for it). The pool
@@ -124,6 +130,7 @@ export const defaults: GfsConfig = {
   writeBehindHoldMs: 5_000,
   writeBehindHoldBytes: 128 * MiB,
   pinFuseThreads: 1,
+  readdirPlus: 1,
 };
 
 /** Bytes of data one frame can carry: its limit less room for the envelope around the data. */

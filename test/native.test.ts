@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
 
 import type { FuseOps, MountOptions, PosixLock, Stat, Timespec } from "../src/fuse/native/api.js";
-import { currentCaller, FuseMount } from "../src/fuse/native/index.js";
+import { currentCaller, FuseMount, KernelOp } from "../src/fuse/native/index.js";
 
 const E = os.constants.errno;
 const O_APPEND = os.constants.O_APPEND ?? 0o2000;
@@ -195,6 +195,26 @@ function memFs(calls: Call[]): FuseOps {
       signal?.addEventListener("abort", () => {
         rec("flock-aborted", p);
         cb(-E.EINTR);
+      });
+    },
+  };
+}
+
+/** base, whose listings carry every entry's attributes, as gfs's adapter gives them. */
+function withListedStats(base: FuseOps, calls: Call[]): FuseOps {
+  return {
+    ...base,
+    readdir(p, cb) {
+      base.readdir!(p, (res: number, names?: string[]) => {
+        if (res !== 0 || !names) return cb(res);
+        const recorded = calls.length;
+        const stats = names.map((n) => {
+          let st: Stat | undefined;
+          base.getattr(n === "." || n === ".." ? p : path.posix.join(p, n), (_r: number, s?: Stat) => (st = s));
+          return st!;
+        });
+        calls.splice(recorded); // those were ours, not the kernel's
+        cb(0, names, stats);
       });
     },
   };
@@ -403,24 +423,7 @@ describe("answered in C: getattr of listed names (names-cache.c), unlock at clos
   const getattrs = (p: string) => calls.filter((c) => c.op === "getattr" && c.args[0] === p).length;
 
   beforeAll(async () => {
-    const base = memFs(calls);
-    // A listing with every entry's attributes, as gfs's adapter gives it.
-    const ops: FuseOps = {
-      ...base,
-      readdir(p, cb) {
-        base.readdir!(p, (res: number, names?: string[]) => {
-          if (res !== 0 || !names) return cb(res);
-          const recorded = calls.length;
-          const stats = names.map((n) => {
-            let st: Stat | undefined;
-            base.getattr(n === "." || n === ".." ? p : path.posix.join(p, n), (_r: number, s?: Stat) => (st = s));
-            return st!;
-          });
-          calls.splice(recorded); // those were ours, not the kernel's
-          cb(0, names, stats);
-        });
-      },
-    };
+    const ops = withListedStats(memFs(calls), calls);
     // entry_timeout 0: every stat makes the kernel look the name up, so each one is seen here.
     t = await mountTemp("gfs-native-names-", ops, { attrTimeout: 1, entryTimeout: 0, fsname: "gfs-test-names" });
     M = t.M;
@@ -598,5 +601,64 @@ describe("clearsSetId: the kernel leaves clearing set-id bits to the file system
     const r = await sh(`setpriv --reuid=65534 --regid=65534 --clear-groups -- sh -c 'echo b >> ${M}/f'`);
     expect(r.stderr).toBe("");
     expect(marks).toEqual([false, true]);
+  });
+});
+
+describe("readdirPlus: listings carry each entry's node and attributes (readdir-plus.c)", () => {
+  const calls: Call[] = [];
+  let plus: TempMount | undefined;
+  let plain: TempMount | undefined;
+  /** LOOKUP and READDIRPLUS requests the kernel sends t while script runs. */
+  async function requestsOf(t: TempMount, script: string): Promise<{ lookups: number; plus: number; stdout: string }> {
+    const lookups = t.fuse.kernelRequests(KernelOp.LOOKUP), pluses = t.fuse.kernelRequests(KernelOp.READDIRPLUS);
+    const r = await sh(script);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    return { lookups: t.fuse.kernelRequests(KernelOp.LOOKUP) - lookups, plus: t.fuse.kernelRequests(KernelOp.READDIRPLUS) - pluses, stdout: r.stdout };
+  }
+  /** n files in dir of M, file i holding i bytes, with names long enough that a listing takes several requests. */
+  const makeFiles = (M: string, dir: string, n: number) =>
+    sh(`mkdir ${M}/${dir} && cd ${M}/${dir} && for i in $(seq 1 ${n}); do head -c $i /dev/zero > f$i-${"x".repeat(100)}; done`);
+
+  beforeAll(async () => {
+    const ops = withListedStats(memFs(calls), calls);
+    plus = await mountTemp("gfs-native-plus-", ops, { attrTimeout: 1, entryTimeout: 1, fsname: "gfs-test-plus", readdirPlus: true });
+    plain = await mountTemp("gfs-native-plain-", withListedStats(memFs([]), []), { attrTimeout: 1, entryTimeout: 1, fsname: "gfs-test-plain" });
+    expect((await makeFiles(plus.M, "d", 300)).code).toBe(0);
+    expect((await makeFiles(plain.M, "d", 300)).code).toBe(0);
+    await new Promise((r) => setTimeout(r, 1100)); // the creates' entries and attributes have run out
+  }, 60_000);
+
+  afterAll(async () => {
+    await unmountTemp(plus);
+    await unmountTemp(plain);
+  }, 30_000);
+
+  test("ls -l makes no look-up per entry and shows every size; without readdirPlus each entry is looked up", async () => {
+    const expected = Array.from({ length: 300 }, (_, i) => `${i + 1} f${i + 1}-${"x".repeat(100)}`).sort().join("\n") + "\n";
+    const listing = (M: string) => `ls -l ${M}/d | awk 'NR > 1 {print $5, $9}' | sort`;
+    const withPlus = await requestsOf(plus!, listing(plus!.M));
+    expect(withPlus.stdout).toBe(expected);
+    expect(withPlus.plus).toBeGreaterThan(1); // 300 entries of ~280 bytes do not fit one request
+    expect(withPlus.lookups).toBeLessThanOrEqual(1); // the directory itself, its entry having run out
+    const without = await requestsOf(plain!, listing(plain!.M));
+    expect(without.stdout).toBe(expected);
+    expect(without.plus).toBe(0);
+    expect(without.lookups).toBeGreaterThanOrEqual(300);
+  });
+
+  test("names changed after a listing are seen: rename, unlink, a write, a new file; the mount keeps answering", async () => {
+    const M = plus!.M;
+    await requestsOf(plus!, `ls -l ${M}/d > /dev/null`);
+    const r = await requestsOf(
+      plus!,
+      `cd ${M}/d && mv f1-${"x".repeat(100)} renamed && rm f2-${"x".repeat(100)} && echo hello > f3-${"x".repeat(100)} && : > new &&
+       ls -l | awk 'NR > 1 {print $5, $9}' | grep -v "^[0-9]* f[0-9]*-" ; stat -c "%s %n" f3-${"x".repeat(100)} ; ls | wc -l`,
+    );
+    expect(r.stdout).toBe(`0 new\n1 renamed\n6 f3-${"x".repeat(100)}\n300\n`); // one gone, one new
+    // Listed again after everything changed (lookups counted twice would leave libfuse's nodes
+    // astray; forgotten too often, libfuse aborts): the same names, and every entry removable.
+    expect((await requestsOf(plus!, `ls -lR ${M} > /dev/null && rm -r ${M}/d && ls -A ${M}`)).stdout).toBe("");
+    expect((await requestsOf(plus!, `mkdir ${M}/e && : > ${M}/e/a && ls -l ${M}/e | wc -l`)).stdout).toBe("2\n");
   });
 });

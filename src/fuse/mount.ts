@@ -67,6 +67,7 @@ export async function mountGfs(opts: MountOptions): Promise<RunningMount> {
     useIno: true, // st_ino is the master's inode number: hard links share it (git clone --local checks)
     clearsSetId: true, // ops.ts (writes, truncates) and the master (chown)
     pinThreads: opts.cfg.pinFuseThreads > 0,
+    readdirPlus: opts.cfg.readdirPlus > 0,
     onRequest: () => client.requestBegun(),
     onAnswered: () => client.requestAnswered(),
   });

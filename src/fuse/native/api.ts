@@ -148,6 +148,11 @@ export interface MountOptions {
    * hand-off then needs no wake-up of another CPU; see thread-placement.h).
    */
   pinThreads?: boolean;
+  /**
+   * Answer the kernel's READDIRPLUS: each listing carries every entry's node and attributes, made
+   * by lookups in the binding (readdir-plus.h), so the kernel needs no LOOKUP per entry after it.
+   */
+  readdirPlus?: boolean;
   /** Called on the JS thread as each request comes in (before its handler) and once it is answered. */
   onRequest?: () => void;
   onAnswered?: () => void;

@@ -68,6 +68,7 @@
 #include "thread-placement.h"
 #include "page-store.h"
 #include "retry-gate.h"
+#include "readdir-plus.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Operations. The order is the order of OP_NAMES, which is exported to JS as `opNames`.      */
@@ -155,6 +156,8 @@ typedef struct {
   int interrupt_sent;     /* JS was told that this request was interrupted */
 } slot_t;
 
+#define KERNEL_OPCODES 64   /* FUSE opcodes counted (all are below 64 but CUSE_INIT) */
+
 typedef struct {
   napi_env env;
   napi_ref dispatch;      /* JS: (op, slot, seq, ...args) => void */
@@ -189,8 +192,10 @@ typedef struct {
   uv_async_t stored;      /* a store finished: release what kept its bytes alive */
   int clears_set_id;      /* the file system clears set-id bits itself (see answer_init) */
   int pin_threads;        /* keep workers and the JS thread on one CPU while requests are small */
+  int readdir_plus;       /* answer READDIRPLUS (readdir-plus.h) */
   int locks_asked;        /* atomic: a record lock was ever requested through this mount */
   double answered_early;  /* writes and flushes answered from the JS thread (JS thread only) */
+  uint64_t kernel_requests[KERNEL_OPCODES]; /* atomic: requests read from the kernel, by opcode (tests) */
 } mount_t;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -388,12 +393,12 @@ struct raw_attr_out { uint64_t attr_valid; uint32_t attr_valid_nsec, dummy; stru
    unlink through one name leaves the others' cached link count (and any attribute changed
    through another name) stale. Such files get no attribute caching at all: every stat asks JS,
    which keeps attributes per inode number. Everything else keeps attr_timeout. */
-static void uncache_shared_inode (const struct iovec *iov, size_t count) {
+static void uncache_shared_inode (uint32_t opcode, const struct iovec *iov, size_t count) {
   if (count < 2) return;
   struct raw_attr *a = NULL;
   uint64_t *valid = NULL;
   uint32_t *valid_nsec = NULL;
-  switch (cur_opcode) {
+  switch (opcode) {
     case RAW_LOOKUP: case RAW_SYMLINK: case RAW_MKNOD: case RAW_MKDIR: case RAW_LINK: case RAW_CREATE:
       if (iov[1].iov_len < sizeof(struct raw_entry_out)) return;
       struct raw_entry_out *e = (struct raw_entry_out *) iov[1].iov_base;
@@ -432,23 +437,26 @@ static int names_no_entry (uint32_t opcode) {
 #define RAW_HANDLE_KILLPRIV_V2 (1u << 28)
 #define RAW_WRITE_KILL_SUIDGID (1u << 2)  /* fuse_write_in.write_flags */
 #define RAW_FATTR_KILL_SUIDGID (1u << 11) /* fuse_setattr_in.valid */
-static int kernel_offers_killpriv_v2;
+static uint32_t kernel_init_flags;       /* what the kernel offered in FUSE_INIT */
 static __thread int cur_init_killpriv;   /* FUSE_INIT: this mount's file system clears set-id bits */
+static __thread int cur_init_plus;       /* FUSE_INIT: this mount answers READDIRPLUS */
 
 /* struct fuse_init_in { u32 major, minor, max_readahead, flags; ... } */
 static void note_kernel_init (const char *body, size_t len) {
   uint32_t flags;
   if (len < 16) return;
   memcpy(&flags, body + 12, 4);
-  __atomic_store_n(&kernel_offers_killpriv_v2, (flags & RAW_HANDLE_KILLPRIV_V2) != 0, __ATOMIC_RELEASE);
+  __atomic_store_n(&kernel_init_flags, flags, __ATOMIC_RELEASE);
 }
 
-/* struct fuse_init_out { u32 major, minor, max_readahead, flags; ... } */
+/* struct fuse_init_out { u32 major, minor, max_readahead, flags; ... }: adds what libfuse 2.9 does
+   not know of and this mount does, where the kernel offered it. */
 static void answer_init (const struct iovec iov[], size_t count) {
-  if (!cur_init_killpriv || count < 2 || iov[1].iov_len < 16 || !__atomic_load_n(&kernel_offers_killpriv_v2, __ATOMIC_ACQUIRE)) return;
-  uint32_t flags;
+  uint32_t offered = __atomic_load_n(&kernel_init_flags, __ATOMIC_ACQUIRE), flags;
+  uint32_t add = (cur_init_killpriv ? offered & RAW_HANDLE_KILLPRIV_V2 : 0) | (cur_init_plus ? plus_init_flag(offered) : 0);
+  if (add == 0 || count < 2 || iov[1].iov_len < 16) return;
   memcpy(&flags, (char *) iov[1].iov_base + 12, 4);
-  flags |= RAW_HANDLE_KILLPRIV_V2;
+  flags |= add;
   memcpy((char *) iov[1].iov_base + 12, &flags, 4);
 }
 
@@ -492,6 +500,8 @@ restart:
     return -EIO;
   }
   const struct raw_in_header *in = (const struct raw_in_header *) buf;
+  if (m != NULL && in->opcode < KERNEL_OPCODES) __atomic_fetch_add(&m->kernel_requests[in->opcode], 1, __ATOMIC_RELAXED);
+  plus_receive(buf, (size_t) res); /* a READDIRPLUS goes on as a READDIR (readdir-plus.h) */
   cur_opcode = in->opcode;
   cur_unique = in->unique;
   cur_answered = 0;
@@ -532,8 +542,25 @@ static void forget_current (void) {
   cur_opcode = 0, cur_unique = 0, cur_nodeid = 0, cur_rename_to[0] = '\0', cur_kill_privs = 0, cur_retry = 0;
 }
 
+/* A request of our own (readdir-plus.h), through libfuse on this thread. */
+static void process_own (void *ctx, const char *buf, size_t len) {
+  struct fuse_chan *ch = (struct fuse_chan *) ctx;
+  fuse_session_process(fuse_chan_session(ch), buf, len, ch);
+}
+
 static int chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t count) {
   if (iov == NULL) return 0;
+  if (plus_is_own_answer(iov, count)) { /* not for the kernel */
+    uncache_shared_inode(RAW_LOOKUP, iov, count);
+    plus_capture(iov, count);
+    return 0;
+  }
+  struct iovec plus[2];
+  if (plus_build(iov, count, process_own, ch, plus)) {
+    int res = chan_send(ch, plus, 2);
+    plus_sent(res, process_own, ch);
+    return res;
+  }
   mount_t *m = (mount_t *) fuse_chan_data(ch);
   int answers_store = 0, answers_fence = 0;
   if (count > 0 && iov[0].iov_len >= sizeof(struct raw_out_header)) {
@@ -554,7 +581,7 @@ static int chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t cou
     }
     if (out->unique != 0 && out->unique == cur_unique && cur_retry) gate_open(cur_pid); /* the kernel retries once */
     if (out->unique != 0 && out->unique == cur_unique && cur_open_slot >= 0) gate_open_answered(cur_open_slot), cur_open_slot = -1;
-    if (out->unique != 0 && out->unique == cur_unique && out->error == 0) uncache_shared_inode(iov, count);
+    if (out->unique != 0 && out->unique == cur_unique && out->error == 0) uncache_shared_inode(cur_opcode, iov, count);
     if (out->unique != 0 && out->unique == cur_unique && out->error == 0 && cur_opcode == RAW_INIT) answer_init(iov, count);
     answers_store = cur_store != NULL && out->unique != 0 && out->unique == cur_unique;
     answers_fence = cur_fenced != 0 && out->unique != 0 && out->unique == cur_unique;
@@ -998,6 +1025,7 @@ static void *fn_init (struct fuse_conn_info *conn) {
   /* Ask for what we rely on even if an option was forgotten; the kernel grants what it can. */
   conn->want |= FUSE_CAP_BIG_WRITES;
   cur_init_killpriv = m->clears_set_id; /* for answer_init, on this thread */
+  cur_init_plus = m->readdir_plus;
   call_js(&r);
   return m; /* becomes fuse_get_context()->private_data for every later call */
 }
@@ -1361,6 +1389,22 @@ napi_fail:
   return NULL;
 }
 
+/* kernelRequests(mount, opcode) -> how many requests with that FUSE opcode came from the kernel (tests). */
+static napi_value js_kernel_requests (napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  mount_t *m;
+  uint32_t opcode;
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) { throw_error(env, "kernelRequests: expected (mount, opcode)"); return NULL; }
+  NAPI_OK(napi_get_value_external(env, argv[0], (void **) &m));
+  NAPI_OK(napi_get_value_uint32(env, argv[1], &opcode));
+  return make_num(env, opcode < KERNEL_OPCODES ? (double) __atomic_load_n(&m->kernel_requests[opcode], __ATOMIC_RELAXED) : 0);
+napi_fail:
+  throw_error(env, "kernelRequests: bad arguments");
+  return NULL;
+}
+
 /* reply(mount, slot, seq, result, extra1?, extra2?) -> boolean (false: stale or duplicate) */
 static napi_value js_reply (napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -1692,6 +1736,7 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
     }
     if (strcmp(name, "clearsSetId") == 0) m->clears_set_id = 1;
     if (strcmp(name, "pinThreads") == 0) m->pin_threads = 1;
+    if (strcmp(name, "readdirPlus") == 0) m->readdir_plus = 1;
     free(name);
   }
   m->implemented[OP_INIT] = 1;
@@ -1832,6 +1877,7 @@ static napi_value init_module (napi_env env, napi_value exports) {
     { "mount", NULL, js_mount, NULL, NULL, NULL, napi_enumerable, NULL },
     { "reply", NULL, js_reply, NULL, NULL, NULL, napi_enumerable, NULL },
     { "answeredEarly", NULL, js_answered_early, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "kernelRequests", NULL, js_kernel_requests, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
 

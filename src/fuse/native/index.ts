@@ -39,6 +39,9 @@ let caller: Caller = { uid: 0, gid: 0, pid: 0, killPrivs: false };
  * The process that made the FUSE call being dispatched right now. Only meaningful in the
  * synchronous part of an op handler (read it first thing, before any await).
  */
+/** FUSE opcodes (<linux/fuse.h>) for FuseMount.kernelRequests. */
+export const KernelOp = { LOOKUP: 1, GETATTR: 3, READDIR: 28, READDIRPLUS: 44 } as const;
+
 export function currentCaller(): Caller {
   return caller;
 }
@@ -55,6 +58,7 @@ interface Binding {
   ): void;
   reply(handle: object, slot: number, seq: number, result: number, extra1?: unknown, extra2?: unknown): boolean;
   answeredEarly(handle: object): number;
+  kernelRequests(handle: object, opcode: number): number;
   opNames: string[];
   statLength: number;
   statfsLength: number;
@@ -241,6 +245,11 @@ export class FuseMount implements FuseMountHandle {
     return this.handle ? loadBinding().answeredEarly(this.handle) : 0;
   }
 
+  /** How many requests with this FUSE opcode (KernelOp) the kernel sent the mount so far (tests). */
+  kernelRequests(opcode: number): number {
+    return this.handle ? loadBinding().kernelRequests(this.handle, opcode) : 0;
+  }
+
   /** Resolves when the FUSE session has ended (after unmount(), or after an outside fusermount -u). */
   closed(): Promise<void> {
     if (this.exited) return Promise.resolve();
@@ -293,6 +302,7 @@ export class FuseMount implements FuseMountHandle {
     const implemented = b.opNames.filter((name) => typeof (this.ops as unknown as Record<string, unknown>)[name] === "function");
     if (this.opts.clearsSetId) implemented.push("clearsSetId"); // not an op: see fuse-native.c, answer_init
     if (this.opts.pinThreads) implemented.push("pinThreads"); // not an op either: thread placement
+    if (this.opts.readdirPlus) implemented.push("readdirPlus"); // nor this: readdir-plus.h
     const handle = b.createMount();
     const initialized = new Promise<void>((resolve, reject) => {
       this.initDone = resolve;
