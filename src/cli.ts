@@ -53,6 +53,7 @@ const tunables: Array<[flag: string, key: keyof GfsConfig, help: string, parse: 
   ['--write-behind-hold-bytes <size>', 'writeBehindHoldBytes', 'most bytes of closed files held back that way (mount)', parseSize],
   ['--pin-fuse-threads <0|1>', 'pinFuseThreads', "1 = while requests are small, a mount's FUSE threads and JS thread share one CPU (fewer cross-CPU wake-ups), 0 = never (mount)", parseCount],
   ['--readdir-plus <0|1>', 'readdirPlus', "1 = listings carry every entry's attributes to the kernel (READDIRPLUS), so ls -l needs no lookup per entry, 0 = plain listings (mount)", parseCount],
+  ['--busy-poll-us <us>', 'busyPollUs', "after each request, a mount's idle CPUs poll this long instead of halting (lowest-priority threads), so the next request's wake-ups are quick, 0 = never (mount)", parseCount],
   ['--deferred-changes <n>', 'deferredChanges', 'unlinks, and creates in directories it made, that a mount answers ahead of the master, at most this many at once; 0 = every unlink and create waits for the master (mount)', parseCount],
   ['--scrub-idle-ms <ms>', 'scrubIdleMs', 'a replica unused this long is idle, due for the scan (chunkserver)', parseCount],
 ];

@@ -85,6 +85,14 @@ export interface GfsConfig {
    */
   readdirPlus: number;
   /**
+   * Microseconds after each FUSE request during which a mount keeps the idle CPUs polling (one
+   * lowest-priority thread per CPU, SCHED_IDLE) instead of letting them halt, so that the next
+   * request's wake-ups find them running (fuse/native/busy-poll.h: on a VM whose idle vCPUs halt, a
+   * wake-up of one costs 20-30 us, more than a small request's work). It spends only CPU time no
+   * other thread wants, during bursts of requests and this long after. 0: never.
+   */
+  busyPollUs: number;
+  /**
    * Most new chunks the master has chunkservers make ahead of need, in one request per server,
    * so a new file's first chunk costs a log record instead of a round of setVersion calls on its
    * way (master/chunk-pool.ts; 0: every new chunk is placed when a writer asks for it). The pool
@@ -131,6 +139,7 @@ export const defaults: GfsConfig = {
   writeBehindHoldBytes: 128 * MiB,
   pinFuseThreads: 1,
   readdirPlus: 1,
+  busyPollUs: 200,
 };
 
 /** Bytes of data one frame can carry: its limit less room for the envelope around the data. */

@@ -68,6 +68,7 @@ export async function mountGfs(opts: MountOptions): Promise<RunningMount> {
     clearsSetId: true, // ops.ts (writes, truncates) and the master (chown)
     pinThreads: opts.cfg.pinFuseThreads > 0,
     readdirPlus: opts.cfg.readdirPlus > 0,
+    busyPollUs: opts.cfg.busyPollUs,
     onRequest: () => client.requestBegun(),
     onAnswered: () => client.requestAnswered(),
   });

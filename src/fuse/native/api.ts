@@ -153,6 +153,12 @@ export interface MountOptions {
    * by lookups in the binding (readdir-plus.h), so the kernel needs no LOOKUP per entry after it.
    */
   readdirPlus?: boolean;
+  /**
+   * After each request, keep the idle CPUs polling this many microseconds (one SCHED_IDLE thread
+   * per CPU) rather than halting, so the next request's wake-ups find them running (busy-poll.h).
+   * 0 or absent: never.
+   */
+  busyPollUs?: number;
   /** Called on the JS thread as each request comes in (before its handler) and once it is answered. */
   onRequest?: () => void;
   onAnswered?: () => void;

@@ -69,6 +69,7 @@
 #include "page-store.h"
 #include "retry-gate.h"
 #include "readdir-plus.h"
+#include "busy-poll.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Operations. The order is the order of OP_NAMES, which is exported to JS as `opNames`.      */
@@ -193,6 +194,8 @@ typedef struct {
   int clears_set_id;      /* the file system clears set-id bits itself (see answer_init) */
   int pin_threads;        /* keep workers and the JS thread on one CPU while requests are small */
   int readdir_plus;       /* answer READDIRPLUS (readdir-plus.h) */
+  uint64_t busy_poll_ns;  /* how long idle CPUs poll after a request (busy-poll.h); 0: never */
+  busy_poll_t *polls;     /* the polling threads while mounted (NULL: none) */
   int locks_asked;        /* atomic: a record lock was ever requested through this mount */
   double answered_early;  /* writes and flushes answered from the JS thread (JS thread only) */
   uint64_t kernel_requests[KERNEL_OPCODES]; /* atomic: requests read from the kernel, by opcode (tests) */
@@ -501,6 +504,7 @@ restart:
   }
   const struct raw_in_header *in = (const struct raw_in_header *) buf;
   if (m != NULL && in->opcode < KERNEL_OPCODES) __atomic_fetch_add(&m->kernel_requests[in->opcode], 1, __ATOMIC_RELAXED);
+  if (m != NULL) busy_poll_poke(m->polls); /* the next request's wake-up finds the CPUs awake */
   plus_receive(buf, (size_t) res); /* a READDIRPLUS goes on as a READDIR (readdir-plus.h) */
   cur_opcode = in->opcode;
   cur_unique = in->unique;
@@ -1584,6 +1588,8 @@ static void finalize_mount (napi_env env, void *data, void *hint) {
 static void *mount_thread (void *data) {
   mount_t *m = (mount_t *) data;
   m->loop_result = fuse_loop_mt(m->fuse);
+  busy_poll_stop(m->polls); /* no request comes any more */
+  m->polls = NULL;
   page_store_stop(m->stores); /* before the device closes: a store must not write to its reuse */
   /* Same order as libfuse's fuse_teardown: unmount (a no-op when the kernel already dropped the
      connection) and destroy the channel, then destroy the session (which may still call unlink
@@ -1737,6 +1743,7 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
     if (strcmp(name, "clearsSetId") == 0) m->clears_set_id = 1;
     if (strcmp(name, "pinThreads") == 0) m->pin_threads = 1;
     if (strcmp(name, "readdirPlus") == 0) m->readdir_plus = 1;
+    if (strncmp(name, "busyPollUs=", 11) == 0) m->busy_poll_ns = strtoull(name + 11, NULL, 10) * 1000ull;
     free(name);
   }
   m->implemented[OP_INIT] = 1;
@@ -1824,6 +1831,7 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
   mnt = NULL;
 
   if (m->pin_threads) pin_init();
+  m->polls = busy_poll_start(m->busy_poll_ns);
   uv_async_init(loop, &m->work, on_work);
   m->work.data = m;
   uv_unref((uv_handle_t *) &m->work);
@@ -1835,6 +1843,8 @@ static napi_value js_mount (napi_env env, napi_callback_info info) {
   m->handles_open = 3;
 
   if (pthread_create(&m->thread, NULL, mount_thread, m) != 0) {
+    busy_poll_stop(m->polls);
+    m->polls = NULL;
     fuse_unmount(m->mnt, m->ch);
     fuse_destroy(m->fuse);
     m->fuse = NULL;

@@ -303,6 +303,7 @@ export class FuseMount implements FuseMountHandle {
     if (this.opts.clearsSetId) implemented.push("clearsSetId"); // not an op: see fuse-native.c, answer_init
     if (this.opts.pinThreads) implemented.push("pinThreads"); // not an op either: thread placement
     if (this.opts.readdirPlus) implemented.push("readdirPlus"); // nor this: readdir-plus.h
+    if (this.opts.busyPollUs) implemented.push(`busyPollUs=${Math.floor(this.opts.busyPollUs)}`); // busy-poll.h
     const handle = b.createMount();
     const initialized = new Promise<void>((resolve, reject) => {
       this.initDone = resolve;
