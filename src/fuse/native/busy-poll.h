@@ -18,6 +18,8 @@
  * running. The cost is CPU time nobody else wanted, during bursts of requests and one window
  * after; when requests stop, the threads sleep. The same trade as io_uring's SQPOLL thread or a
  * socket's SO_BUSY_POLL, made here because the guest does not do it itself.
+ * Spinning vCPUs also take host CPU from the VM's device emulation, so polling stops for a while
+ * whenever some task stalled on I/O (/proc/pressure/io): see look_at_io in busy-poll.c.
  */
 #ifndef GFS_BUSY_POLL_H
 #define GFS_BUSY_POLL_H

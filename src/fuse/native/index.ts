@@ -40,7 +40,7 @@ let caller: Caller = { uid: 0, gid: 0, pid: 0, killPrivs: false };
  * synchronous part of an op handler (read it first thing, before any await).
  */
 /** FUSE opcodes (<linux/fuse.h>) for FuseMount.kernelRequests. */
-export const KernelOp = { LOOKUP: 1, GETATTR: 3, READDIR: 28, READDIRPLUS: 44 } as const;
+export const KernelOp = { LOOKUP: 1, READDIRPLUS: 44 } as const;
 
 export function currentCaller(): Caller {
   return caller;
