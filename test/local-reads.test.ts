@@ -8,10 +8,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { crc32 } from 'node:zlib';
 import { GfsClient } from '../src/client/client.js';
 import { LocalReads } from '../src/client/local-reads.js';
 import { configFrom, defaults } from '../src/config.js';
+import { alignedBuffer, alignedPoolCounts } from '../src/fuse/native/index.js';
 import { logger } from '../src/log.js';
 import { ok, withCluster } from './helpers/cluster.js';
 import { chunkName, chunksOf, waitFor } from './helpers/faults.js';
@@ -23,6 +26,14 @@ const crcsOf = (data: Buffer): Buffer => {
   return out;
 };
 
+const MiB = 1 << 20;
+type Where = Parameters<LocalReads['read']>[1];
+/** What l reads of [at, at + n) of file (whose whole is described by whole), asking for the blocks of that range only, as readLocal answers. */
+const piece = (l: LocalReads, whole: Where, file: Buffer, at: number, n: number) => {
+  const end = Math.min(at + n, file.length);
+  return l.read('s', { ...whole, from: at, length: end - at, crcs: crcsOf(file.subarray(at, end)) }, at, n);
+};
+
 describe('LocalReads', () => {
   let dir: string;
   const data = randomBytes(5 * B + 100);
@@ -32,7 +43,7 @@ describe('LocalReads', () => {
     await writeFile(join(dir, 'chunk'), data);
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
-  const where = (over: Partial<Parameters<LocalReads['read']>[1]> = {}) => ({
+  const where = (over: Partial<Where> = {}) => ({
     path: join(dir, 'chunk'), from: B, length: data.length - B, blockSize: B, crcs: crcsOf(data.subarray(B)),
     chunkLength: data.length, id: 'cs-a', idPath: join(dir, 'id'), ...over,
   });
@@ -57,26 +68,20 @@ describe('LocalReads', () => {
     expect(l.maybeLocal('s')).toBe(true); // none of these says the disk is another host's
   });
 
-  it('large reads go O_DIRECT (from pieces of a shared arena): the same checked bytes, side by side and across arenas', async () => {
-    const big = randomBytes(44 * 1024 * 1024 + 100); // more than one arena; the last block is partial
+  it('large reads go O_DIRECT (into aligned buffers): the same checked bytes, side by side, at the end of the file', async () => {
+    const big = randomBytes(44 * 1024 * 1024 + 100); // the last block is partial
     const path = join(dir, 'big');
     await writeFile(path, big);
-    const l = new LocalReads();
+    const l = new LocalReads(alignedBuffer);
     const whole = { ...where(), path, from: 0, length: big.length, crcs: crcsOf(big), chunkLength: big.length };
-    const MiB = 1 << 20;
-    // Each read asks for the blocks of its range only, as a chunkserver's readLocal answers.
-    const piece = (at: number, n: number) => {
-      const end = Math.min(at + n, big.length);
-      return l.read('s', { ...whole, from: at, length: end - at, crcs: crcsOf(big.subarray(at, end)) }, at, n);
-    };
     const starts = Array.from({ length: 11 }, (_, i) => i * 4 * MiB);
-    const got = await Promise.all(starts.map((at) => piece(at, 4 * MiB)));
+    const got = await Promise.all(starts.map((at) => piece(l, whole, big, at, 4 * MiB)));
     got.forEach((b, i) => expect(b?.equals(big.subarray(starts[i], starts[i] + 4 * MiB)), `piece at ${starts[i]}`).toBe(true));
-    expect((await piece(44 * MiB - 256 * 1024, 512 * 1024))?.equals(big.subarray(44 * MiB - 256 * 1024))).toBe(true); // the file's end
+    expect((await piece(l, whole, big, 44 * MiB - 256 * 1024, 512 * 1024))?.equals(big.subarray(44 * MiB - 256 * 1024))).toBe(true); // the file's end
     expect(l.served).toBe(12);
     expect(l.directReads).toBe(12);
     // A small read, or one larger than any the client makes, goes through the page cache.
-    expect((await piece(100 * 1024, 4000))?.equals(big.subarray(100 * 1024, 100 * 1024 + 4000))).toBe(true);
+    expect((await piece(l, whole, big, 100 * 1024, 4000))?.equals(big.subarray(100 * 1024, 100 * 1024 + 4000))).toBe(true);
     expect((await l.read('s', whole, 100, big.length))?.equals(big.subarray(100))).toBe(true);
     expect(l.directReads).toBe(12);
     // A corrupt block read O_DIRECT is caught like any other.
@@ -85,6 +90,43 @@ describe('LocalReads', () => {
     expect(await l.read('s', { ...whole, length: MiB, crcs: bad }, 0, MiB)).toBeNull();
     expect(l.served).toBe(14);
     expect(l.directReads).toBe(13);
+    // Without aligned buffers, the same reads go through the page cache.
+    const plain = new LocalReads();
+    expect((await piece(plain, whole, big, 0, 4 * MiB))?.equals(big.subarray(0, 4 * MiB))).toBe(true);
+    expect(plain.directReads).toBe(0);
+  });
+
+  it("an aligned buffer's memory is handed out again once the garbage collector dropped it, and never while it is held", async () => {
+    const data = randomBytes(8 * MiB);
+    const path = join(dir, 'reused');
+    await writeFile(path, data);
+    const l = new LocalReads(alignedBuffer);
+    const whole = { ...where(), path, from: 0, length: data.length, crcs: crcsOf(data), chunkLength: data.length };
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const collect = async () => {
+      gc();
+      await new Promise((r) => setImmediate(r)); // (finalizers run once the collection is over)
+    };
+    const kept: Buffer[] = [];
+    /** One read of the whole file, checked; keep: it stays referenced (its memory must not be handed out again). */
+    const readOnce = async (keep: boolean) => {
+      const got = await piece(l, whole, data, 0, 8 * MiB);
+      expect(got?.equals(data)).toBe(true);
+      if (keep) kept.push(got!);
+    };
+    await collect();
+    const before = alignedPoolCounts();
+    for (let i = 0; i < 8; i++) {
+      await readOnce(i < 2);
+      await collect();
+    }
+    const after = alignedPoolCounts();
+    expect(l.directReads).toBe(8);
+    expect(after.made - before.made).toBeLessThanOrEqual(3); // two kept, at most one more in turn
+    expect(after.reused - before.reused).toBeGreaterThanOrEqual(5);
+    for (const b of kept) expect(b.equals(data)).toBe(true); // what was handed out again was not theirs
+    expect(after.keptBytes).toBeLessThanOrEqual(96 * MiB);
   });
 
   it('an id file that holds another id (or none): another host, never read locally again', async () => {
@@ -101,7 +143,7 @@ describe('short-circuit reads on a cluster', () => {
   const env = withCluster({}, 1);
   const clients: GfsClient[] = [];
   const newClient = async (localReadBytes: number) => {
-    const cl = new GfsClient(env.c.url, configFrom({ localReadBytes }), logger('test'));
+    const cl = new GfsClient(env.c.url, configFrom({ localReadBytes }), logger('test'), alignedBuffer);
     await cl.connect();
     clients.push(cl);
     return cl;

@@ -8,7 +8,7 @@ import { GfsError, asGfsError } from '../protocol/errors.js';
 import type { Attr, ChunkHandle, ChunkLocation, Extent, ServerAddress, WriteTarget } from '../protocol/messages.js';
 import type { PeerPool } from '../protocol/pool.js';
 import { framePayloadBytes, type GfsConfig } from '../config.js';
-import { LocalReads } from './local-reads.js';
+import { LocalReads, type AlignedAlloc } from './local-reads.js';
 import type { Logger } from '../log.js';
 import { isUnreachable, withRetry, type MasterLink } from './master-link.js';
 
@@ -46,7 +46,7 @@ export class ChunkIo {
   private readonly targets = new Map<string, { target: WriteTarget; until: number }>();
   private readonly clientId = randomBytes(6).toString('hex');
   /** Reads of replicas on this host's disk, straight from their files. */
-  readonly localReads = new LocalReads();
+  readonly localReads: LocalReads;
   private seq = 0;
   private spread = 0;
 
@@ -60,7 +60,11 @@ export class ChunkIo {
      * which must come before anything asks the master about the file.
      */
     private readonly whenMade: (ino: number) => Promise<void> | undefined = () => undefined,
-  ) {}
+    /** Aligned buffers for O_DIRECT reads of local replicas (none: through the page cache). */
+    alignedAlloc?: AlignedAlloc,
+  ) {
+    this.localReads = new LocalReads(alignedAlloc);
+  }
 
   /** Forget what is cached about ino's chunks (at open: close-to-open consistency). */
   forget(ino: number): void {

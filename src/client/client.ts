@@ -9,6 +9,7 @@ import { maxRecordBytes, type GfsConfig } from '../config.js';
 import { logger, type Logger } from '../log.js';
 import { AttrCache, joinPath, parentPath } from './attr-cache.js';
 import { ChunkIo } from './chunk-io.js';
+import type { AlignedAlloc } from './local-reads.js';
 import { DeferredChanges } from './deferred-changes.js';
 import { BusyHold, QUIET_MS } from './busy-hold.js';
 import { DirDelegations, type HeldDir } from './dir-delegations.js';
@@ -50,6 +51,8 @@ export class GfsClient {
     masterUrl: string,
     cfg: GfsConfig,
     private readonly log: Logger = logger('client'),
+    /** Aligned buffers for O_DIRECT reads of replicas on this host (local-reads.ts); the mount passes its addon's. */
+    alignedAlloc?: AlignedAlloc,
   ) {
     this.cfg = { ...cfg };
     this.hold = cfg.writeBehindHoldMs > 0 ? new BusyHold(QUIET_MS, cfg.writeBehindHoldMs) : undefined;
@@ -68,7 +71,7 @@ export class GfsClient {
     }, 500);
     this.idleTimer.unref();
     this.pool = new PeerPool({ maxFrameBytes: cfg.maxFrameBytes, timeoutMs: cfg.rpcTimeoutMs, log });
-    this.io = new ChunkIo(this.master, this.pool, this.cfg, log, (ino) => this.changes.whenMade(ino));
+    this.io = new ChunkIo(this.master, this.pool, this.cfg, log, (ino) => this.changes.whenMade(ino), alignedAlloc);
     this.maxRecordBytes = maxRecordBytes(cfg);
     this.appends = new AppendQueue((ino, data, touched) => this.io.append(ino, data, touched, this.changedAt.get(ino)), () => this.maxRecordBytes, (attr) => this.noteAttr(attr));
     this.attrs = new AttrCache(cfg.attrCacheMs, (ino) => this.behind.holds(ino));

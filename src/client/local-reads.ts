@@ -26,13 +26,15 @@ const readAsync = promisify(read);
 
 type Where = ChunkserverDataApi['readLocal'][1];
 
-/**
- * Bytes of one O_DIRECT arena: more than glibc's largest dynamic mmap threshold (32 MiB), so each
- * arena is a fresh mapping and sits at the same offset in a page as the last (found at once).
- */
-const ARENA_BYTES = 40 * 1024 * 1024 + DIRECT_ALIGN;
 /** Reads larger than this go through the page cache (the client reads at most 8 MiB at once). */
 const MAX_DIRECT_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A Buffer of at least bytes at a page-aligned address (null: none to be had), which O_DIRECT
+ * reads need and Node cannot allocate: the mount passes the FUSE addon's pool (aligned-pool.h),
+ * which also reuses their memory. Without one, reads go through the page cache.
+ */
+export type AlignedAlloc = (bytes: number) => Buffer | null;
 
 export class LocalReads {
   /** Per chunkserver address: what the id file it named holds here (null: nothing readable). */
@@ -43,14 +45,14 @@ export class LocalReads {
   private readonly local = new Set<string>();
   /** Reads served from replica files directly (tests and benchmarks look at it). */
   served = 0;
-  /** Replica reads made O_DIRECT (readDirect; tests look at it). */
+  /** Replica reads made O_DIRECT (readReplica; tests look at it). */
   directReads = 0;
-  /** Large reads bypass the page cache (readDirect); off once this host's file system refuses it. */
-  private directOn = true;
-  /** Where O_DIRECT reads take their buffers from (readDirect). */
-  private arena: { raw: Buffer; used: number; skew: Promise<number | null> } | null = null;
-  /** The aligned offset found in the last arena: where the next one's search starts. */
-  private skew = 0;
+  /** Large reads bypass the page cache (readReplica); off once this host's file system refuses it. */
+  private directOn: boolean;
+
+  constructor(private readonly alignedAlloc?: AlignedAlloc) {
+    this.directOn = alignedAlloc !== undefined;
+  }
 
   /** Whether some chunkserver's disk is known to be this host's. */
   get found(): boolean {
@@ -82,10 +84,18 @@ export class LocalReads {
     return buf.subarray(start, Math.min(start + length, buf.length));
   }
 
-  /** length bytes of the file at path from pos, or null when they cannot all be read. */
+  /**
+   * length bytes of the file at path from pos, or null when they cannot all be read. Large aligned
+   * reads go O_DIRECT: the replica's bytes skip the page cache, as the chunkserver's large writes
+   * do (direct-io.ts has why that pays on this machine kind; measured here: a 1 GiB sequential
+   * read spent ~15% of the machine's CPU filling the page cache with replica pages, read once and
+   * never again). Into a buffer whose memory is reused (aligned-pool.h: fresh memory cost a page
+   * fault per 4 KiB read).
+   */
   private async readReplica(path: string, pos: number, length: number): Promise<Buffer | null> {
+    const span = Math.ceil(length / DIRECT_ALIGN) * DIRECT_ALIGN;
+    const direct = this.directOn && pos % DIRECT_ALIGN === 0 && length >= DIRECT_MIN_BYTES && length <= MAX_DIRECT_BYTES ? this.alignedAlloc?.(span) : null;
     let fd: number;
-    const direct = this.directOn && pos % DIRECT_ALIGN === 0 && length >= DIRECT_MIN_BYTES && length <= MAX_DIRECT_BYTES;
     try {
       fd = await openAsync(path, direct ? constants.O_RDONLY | constants.O_DIRECT : constants.O_RDONLY);
     } catch (e) {
@@ -94,70 +104,27 @@ export class LocalReads {
       return this.readReplica(path, pos, length);
     }
     try {
-      if (direct) return await this.readDirect(fd, pos, length);
-      const buf = Buffer.allocUnsafe(length);
-      return (await readAll(fd, buf, pos)) === length ? buf : null;
-    } catch {
-      return null;
+      if (!direct) {
+        const buf = Buffer.allocUnsafe(length);
+        return (await readAll(fd, buf, pos)) === length ? buf : null;
+      }
+      let got = 0;
+      // Short only at the end of the file, or where a signal cut it (then aligned: go on).
+      while (got < length) {
+        const n = (await readAsync(fd, direct, got, span - got, pos + got)).bytesRead;
+        got += n;
+        if (n === 0 || n % DIRECT_ALIGN !== 0) break;
+      }
+      if (got < length) return null;
+      this.directReads++;
+      return direct.subarray(0, length);
+    } catch (e) {
+      if (!direct || (e as NodeJS.ErrnoException).code !== 'EINVAL') return null;
+      this.directOn = false; // its device wants more alignment than we give: the page cache from now on
+      return this.readReplica(path, pos, length);
     } finally {
       await closeAsync(fd).catch(() => {});
     }
-  }
-
-  /**
-   * Read through fd, opened O_DIRECT: the replica's bytes skip the page cache, as the
-   * chunkserver's large writes do (direct-io.ts has why that pays on this machine kind; measured
-   * here: a 1 GiB sequential read spent ~15% of the machine's CPU filling the page cache with
-   * replica pages, read once and never again).
-   *
-   * O_DIRECT wants an aligned buffer address, which Node cannot ask for. Reads take consecutive
-   * pieces of a large arena whose aligned offset was found once, by a first small read tried at
-   * successive offsets (a misaligned one fails at once with EINVAL); pieces are whole pages, so
-   * every piece is aligned too. An arena lives while any piece of it is referenced.
-   */
-  private async readDirect(fd: number, pos: number, length: number): Promise<Buffer | null> {
-    const span = Math.ceil(length / DIRECT_ALIGN) * DIRECT_ALIGN;
-    let a = this.arena;
-    if (!a || a.used + span > ARENA_BYTES - DIRECT_ALIGN) {
-      const raw = Buffer.allocUnsafeSlow(ARENA_BYTES);
-      a = this.arena = { raw, used: 0, skew: this.alignedOffset(raw, fd, pos) };
-    }
-    const at = a.used;
-    a.used += span;
-    const arena = a;
-    const skew = await arena.skew.catch((e: unknown) => {
-      if (this.arena === arena) this.arena = null; // the probe's read failed: the next read makes another
-      throw e;
-    });
-    if (skew === null) {
-      this.directOn = false; // no aligned offset: through the page cache from now on
-      return null;
-    }
-    const start = skew + at;
-    let got = 0;
-    // Short only at the end of the file, or where a signal cut it (then aligned: go on).
-    while (got < length) {
-      const n = (await readAsync(fd, arena.raw, start + got, span - got, pos + got)).bytesRead;
-      got += n;
-      if (n === 0 || n % DIRECT_ALIGN !== 0) break;
-    }
-    if (got < length) return null;
-    this.directReads++;
-    return arena.raw.subarray(start, start + length);
-  }
-
-  /** The offset into raw at which O_DIRECT reads through fd work (null: none does). */
-  private async alignedOffset(raw: Buffer, fd: number, pos: number): Promise<number | null> {
-    for (let tries = 0, skew = this.skew; tries < DIRECT_ALIGN / 16; tries++, skew = (skew + 16) % DIRECT_ALIGN) {
-      try {
-        await readAsync(fd, raw, skew, DIRECT_ALIGN, pos);
-        this.skew = skew;
-        return skew;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
-      }
-    }
-    return null;
   }
 
   /** Whether the server's id file, read here once, holds its id: then its disk is this host's. */

@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import type { GfsConfig } from '../config.js';
 import { GfsClient } from '../client/client.js';
 import { logger, type Logger } from '../log.js';
-import { currentCaller, FuseMount } from './native/index.js';
+import { alignedBuffer, alignedPoolCounts, currentCaller, FuseMount } from './native/index.js';
 import { fuseOps } from './ops.js';
 import { IO_BLOCK } from './stat.js';
 
@@ -46,7 +46,7 @@ export interface RunningMount {
 
 export async function mountGfs(opts: MountOptions): Promise<RunningMount> {
   const log = opts.log ?? logger('mount');
-  const client = new GfsClient(opts.masterUrl, opts.cfg, log);
+  const client = new GfsClient(opts.masterUrl, opts.cfg, log, alignedBuffer);
   await client.connect(); // an unreachable master is a start-up error, not a hung mount
   const isRoot = process.getuid?.() === 0;
   const ops = fuseOps(client, currentCaller);
@@ -85,6 +85,8 @@ export async function mountGfs(opts: MountOptions): Promise<RunningMount> {
       await fuse.unmount();
       await client.settled(); // unlinks answered ahead of the master reach it before we go
       client.close();
+      const pool = alignedPoolCounts();
+      log.debug(`aligned read buffers: ${pool.reused} reused, ${pool.made} made`);
       log.info(`unmounted ${opts.mountpoint}`);
     },
   };

@@ -70,6 +70,7 @@
 #include "retry-gate.h"
 #include "readdir-plus.h"
 #include "busy-poll.h"
+#include "aligned-pool.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Operations. The order is the order of OP_NAMES, which is exported to JS as `opNames`.      */
@@ -1409,6 +1410,49 @@ napi_fail:
   return NULL;
 }
 
+static void give_back_aligned (napi_env env, void *data, void *hint) {
+  aligned_pool_give(data, (size_t)(uintptr_t)hint);
+}
+
+/* alignedBuffer(bytes) -> Buffer of that many bytes at a page-aligned address, from aligned-pool.h
+   (uninitialized; its memory goes back to the pool once the garbage collector drops it), or null
+   when bytes is over the pool's largest block. */
+static napi_value js_aligned_buffer (napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  uint32_t bytes;
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) { throw_error(env, "alignedBuffer: expected (bytes)"); return NULL; }
+  NAPI_OK(napi_get_value_uint32(env, argv[0], &bytes));
+  size_t capacity = 0;
+  void *mem = bytes > 0 ? aligned_pool_take(bytes, &capacity) : NULL;
+  if (mem == NULL) {
+    napi_get_null(env, &out);
+    return out;
+  }
+  if (napi_create_external_buffer(env, bytes, mem, give_back_aligned, (void *)(uintptr_t)capacity, &out) != napi_ok) {
+    aligned_pool_give(mem, capacity);
+    goto napi_fail;
+  }
+  return out;
+napi_fail:
+  throw_error(env, "alignedBuffer: bad arguments");
+  return NULL;
+}
+
+/* alignedPoolCounts() -> [reused, made, keptBytes] (aligned-pool.h; tests look at them) */
+static napi_value js_aligned_pool_counts (napi_env env, napi_callback_info info) {
+  uint64_t reused, made;
+  size_t kept;
+  aligned_pool_counts(&reused, &made, &kept);
+  napi_value out;
+  napi_create_array_with_length(env, 3, &out);
+  napi_set_element(env, out, 0, make_num(env, (double) reused));
+  napi_set_element(env, out, 1, make_num(env, (double) made));
+  napi_set_element(env, out, 2, make_num(env, (double) kept));
+  return out;
+}
+
 /* reply(mount, slot, seq, result, extra1?, extra2?) -> boolean (false: stale or duplicate) */
 static napi_value js_reply (napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -1888,6 +1932,8 @@ static napi_value init_module (napi_env env, napi_value exports) {
     { "reply", NULL, js_reply, NULL, NULL, NULL, napi_enumerable, NULL },
     { "answeredEarly", NULL, js_answered_early, NULL, NULL, NULL, napi_enumerable, NULL },
     { "kernelRequests", NULL, js_kernel_requests, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "alignedBuffer", NULL, js_aligned_buffer, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "alignedPoolCounts", NULL, js_aligned_pool_counts, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
 

@@ -59,6 +59,8 @@ interface Binding {
   reply(handle: object, slot: number, seq: number, result: number, extra1?: unknown, extra2?: unknown): boolean;
   answeredEarly(handle: object): number;
   kernelRequests(handle: object, opcode: number): number;
+  alignedBuffer(bytes: number): Buffer | null;
+  alignedPoolCounts(): [reused: number, made: number, keptBytes: number];
   opNames: string[];
   statLength: number;
   statfsLength: number;
@@ -93,6 +95,20 @@ function loadBinding(): Binding {
   const require = createRequire(import.meta.url);
   binding = require(file) as Binding;
   return binding;
+}
+
+/**
+ * A Buffer of bytes at a page-aligned address, for O_DIRECT reads (aligned-pool.h): its memory is
+ * reused once the garbage collector drops it. Null when bytes is more than the pool's blocks hold.
+ */
+export function alignedBuffer(bytes: number): Buffer | null {
+  return loadBinding().alignedBuffer(bytes);
+}
+
+/** Blocks the aligned pool handed out again, made new, and the bytes of free ones it keeps. */
+export function alignedPoolCounts(): { reused: number; made: number; keptBytes: number } {
+  const [reused, made, keptBytes] = loadBinding().alignedPoolCounts();
+  return { reused, made, keptBytes };
 }
 
 // ---------------------------------------------------------------------------------------------
