@@ -50,6 +50,7 @@ const tunables: Array<[flag: string, key: keyof GfsConfig, help: string, parse: 
   ['--attr-cache-ms <ms>', 'attrCacheMs', 'how long a mount trusts attributes and listings it has seen (mount)', parseCount],
   ['--write-behind-files <n>', 'writeBehindFiles', 'closed files whose writes a mount pushes in the background (under a write delegation), at most this many at once; 0 = every close waits (mount)', parseCount],
   ['--write-behind-hold-ms <ms>', 'writeBehindHoldMs', "how long closed files' writes may wait while the mount's callers keep it busy, 0 = they go at once (mount)", parseCount],
+  ['--write-behind-quiet-ms <ms>', 'writeBehindQuietMs', "callers that sent a mount nothing this long have paused: what it held back goes (mount)", parseCount],
   ['--write-behind-hold-bytes <size>', 'writeBehindHoldBytes', 'most bytes of closed files held back that way (mount)', parseSize],
   ['--pin-fuse-threads <0|1>', 'pinFuseThreads', "1 = while requests are small, a mount's FUSE threads and JS thread share one CPU (fewer cross-CPU wake-ups), 0 = never (mount)", parseCount],
   ['--readdir-plus <0|1>', 'readdirPlus', "1 = listings carry every entry's attributes to the kernel (READDIRPLUS), so ls -l needs no lookup per entry, 0 = plain listings (mount)", parseCount],

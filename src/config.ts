@@ -65,11 +65,19 @@ export interface GfsConfig {
   /**
    * How long a closed file's writes (at offsets), and the namespace changes answered ahead
    * (deferredChanges), may wait while the mount's callers keep it busy; they go once the callers
-   * pause for 20 ms, or when something needs them (a read, stat or fsync of the file, another
+   * pause (writeBehindQuietMs), or when something needs them (a read, stat or fsync of the file, another
    * client). 0: they go at once. What is held is lost if the mount is killed, as dirty pages are
    * when a machine loses power (client/busy-hold.ts).
    */
   writeBehindHoldMs: number;
+  /**
+   * Callers of a mount that sent it no request for this long (and are waiting for none) have
+   * paused: what writeBehindHoldMs holds back goes then. At least 1. 20: a program making files
+   * one after another comes back within a few ms, and a pause of a shell or of a person is far
+   * longer; on a machine whose CPUs are busy with other work the callers' own gaps grow, and what
+   * was held goes sooner (no harm: it was to go anyway).
+   */
+  writeBehindQuietMs: number;
   /** Most bytes of closed files held back that way; a close beyond it lets them all go. */
   writeBehindHoldBytes: number;
   /**
@@ -136,6 +144,7 @@ export const defaults: GfsConfig = {
   deferredChanges: 4096,
   writeBehindFiles: 64,
   writeBehindHoldMs: 5_000,
+  writeBehindQuietMs: 20,
   writeBehindHoldBytes: 128 * MiB,
   pinFuseThreads: 1,
   readdirPlus: 1,

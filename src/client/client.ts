@@ -11,7 +11,7 @@ import { AttrCache, joinPath, parentPath } from './attr-cache.js';
 import { ChunkIo } from './chunk-io.js';
 import type { AlignedAlloc } from './local-reads.js';
 import { DeferredChanges } from './deferred-changes.js';
-import { BusyHold, QUIET_MS } from './busy-hold.js';
+import { BusyHold } from './busy-hold.js';
 import { DirDelegations, type HeldDir } from './dir-delegations.js';
 import { DirListings } from './dir-listings.js';
 import { MasterLink } from './master-link.js';
@@ -55,7 +55,7 @@ export class GfsClient {
     alignedAlloc?: AlignedAlloc,
   ) {
     this.cfg = { ...cfg };
-    this.hold = cfg.writeBehindHoldMs > 0 ? new BusyHold(QUIET_MS, cfg.writeBehindHoldMs) : undefined;
+    this.hold = cfg.writeBehindHoldMs > 0 ? new BusyHold(Math.max(1, cfg.writeBehindQuietMs), cfg.writeBehindHoldMs) : undefined;
     const giveBack = (inos: number[]) => {
       for (const ino of inos) this.attrs.renew(ino); // (the last moment they are known right)
       return this.master.call('giveBack', { inos });
