@@ -65,8 +65,8 @@ export interface GfsConfig {
   /**
    * How long a closed file's writes (at offsets), and the namespace changes answered ahead
    * (deferredChanges), may wait while the mount's callers keep it busy; they go once the callers
-   * pause (writeBehindQuietMs), or when something needs them (a read, stat or fsync of the file, another
-   * client). 0: they go at once. What is held is lost if the mount is killed, as dirty pages are
+   * pause (writeBehindQuietMs), or when something needs them (a read, stat or fsync of the file,
+   * another client). 0: they go at once. What is held is lost if the mount is killed, as dirty pages are
    * when a machine loses power (client/busy-hold.ts).
    */
   writeBehindHoldMs: number;

@@ -9,8 +9,9 @@
 // 1,178/1,239 files/s; `cp -r` of the bench tree 9.2 -> 18.7/19.3 MB/s.
 //
 // Held work goes when
-// - no request came in one whole period of quietMs (writeBehindQuietMs, 20 by default) and none is being served (the callers paused;
-//   one waiting for an answer is not paused, it is waiting for us),
+// - no request came in one whole period of quietMs (writeBehindQuietMs, 20 by default) and none
+//   is being served (the callers paused; one waiting for an answer is not paused, it is waiting
+//   for us),
 // - it has waited maxMs (a caller that never pauses still gets its data out),
 // - release(key): someone needs that file's data now (a read, stat, fsync, recall of it), or
 // - releaseAll(): everything (unmount, too much held, a write that goes out without waiting).

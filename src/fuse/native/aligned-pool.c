@@ -5,14 +5,13 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-typedef struct block {
-  struct block *next;
-  void *mem;
-  size_t bytes;
-} block_t;
+/* A free block holds the link to the next free one of its class in its own first bytes. */
+typedef struct free_block {
+  struct free_block *next;
+} free_block_t;
 
 /* Free blocks per size class (ALIGNED_POOL_MIN_BYTES << class), and what they hold in all. */
-static block_t *free_blocks[ALIGNED_POOL_CLASSES];
+static free_block_t *free_blocks[ALIGNED_POOL_CLASSES];
 static size_t kept_bytes;
 static uint64_t reused_count, made_count;
 /* Finalizers may run where the JS thread is not (worker threads have an env of their own). */
@@ -29,44 +28,33 @@ void *aligned_pool_take (size_t bytes, size_t *capacity) {
   if (c < 0) return NULL;
   size_t size = (size_t)ALIGNED_POOL_MIN_BYTES << c;
   pthread_mutex_lock(&lock);
-  block_t *b = free_blocks[c];
-  if (b != NULL) {
-    free_blocks[c] = b->next;
-    kept_bytes -= b->bytes;
+  void *mem = free_blocks[c];
+  if (mem != NULL) {
+    free_blocks[c] = free_blocks[c]->next;
+    kept_bytes -= size;
     reused_count++;
   } else {
     made_count++;
   }
   pthread_mutex_unlock(&lock);
-  void *mem;
-  if (b != NULL) {
-    mem = b->mem;
-    free(b);
-  } else if (posix_memalign(&mem, ALIGNED_POOL_ALIGN, size) != 0) {
-    return NULL;
-  }
+  if (mem == NULL && posix_memalign(&mem, ALIGNED_POOL_ALIGN, size) != 0) return NULL;
   *capacity = size;
   return mem;
 }
 
 void aligned_pool_give (void *mem, size_t capacity) {
   int c = class_of(capacity);
-  block_t *b = c < 0 ? NULL : malloc(sizeof(block_t));
-  if (b != NULL) {
-    b->mem = mem;
-    b->bytes = capacity;
-    pthread_mutex_lock(&lock);
-    if (kept_bytes + capacity <= ALIGNED_POOL_KEEP_BYTES) {
-      b->next = free_blocks[c];
-      free_blocks[c] = b;
-      kept_bytes += capacity;
-      b = NULL; /* kept */
-    }
-    pthread_mutex_unlock(&lock);
-    if (b == NULL) return;
-    free(b);
+  int kept = 0;
+  pthread_mutex_lock(&lock);
+  if (c >= 0 && kept_bytes + capacity <= ALIGNED_POOL_KEEP_BYTES) {
+    free_block_t *b = mem;
+    b->next = free_blocks[c];
+    free_blocks[c] = b;
+    kept_bytes += capacity;
+    kept = 1;
   }
-  free(mem);
+  pthread_mutex_unlock(&lock);
+  if (!kept) free(mem);
 }
 
 void aligned_pool_counts (uint64_t *reused, uint64_t *made, size_t *kept) {
