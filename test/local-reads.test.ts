@@ -97,11 +97,17 @@ describe('LocalReads', () => {
   });
 
   it("an aligned buffer's memory is handed out again once the garbage collector dropped it, and never while it is held", async () => {
-    const data = randomBytes(8 * MiB);
-    const path = join(dir, 'reused');
-    await writeFile(path, data);
+    // The kept reads are of one file, the later ones of another: a held buffer handed out again
+    // would then hold the other file's bytes.
+    const files = [randomBytes(8 * MiB), randomBytes(8 * MiB)];
+    const wholes = await Promise.all(
+      files.map(async (data, i) => {
+        const path = join(dir, `reused${i}`);
+        await writeFile(path, data);
+        return { ...where(), path, from: 0, length: data.length, crcs: crcsOf(data), chunkLength: data.length };
+      }),
+    );
     const l = new LocalReads(alignedBuffer);
-    const whole = { ...where(), path, from: 0, length: data.length, crcs: crcsOf(data), chunkLength: data.length };
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
     const collect = async () => {
@@ -112,16 +118,16 @@ describe('LocalReads', () => {
       }
     };
     const kept: Buffer[] = [];
-    /** One read of the whole file, checked; keep: it stays referenced (its memory must not be handed out again). */
-    const readOnce = async (keep: boolean) => {
-      const got = await piece(l, whole, data, 0, 8 * MiB);
-      expect(got?.equals(data)).toBe(true);
+    /** One read of file f, checked; keep: it stays referenced (its memory must not be handed out again). */
+    const readOnce = async (f: number, keep: boolean) => {
+      const got = await piece(l, wholes[f], files[f], 0, 8 * MiB);
+      expect(got?.equals(files[f])).toBe(true);
       if (keep) kept.push(got!);
     };
     await collect();
     const before = alignedPoolCounts();
     for (let i = 0; i < 8; i++) {
-      await readOnce(i < 2);
+      await readOnce(i < 2 ? 0 : 1, i < 2);
       await collect();
     }
     const after = alignedPoolCounts();
@@ -129,7 +135,7 @@ describe('LocalReads', () => {
     // Two kept, and the others mostly from memory handed back (a finalizer may come a read late).
     expect(after.made - before.made).toBeLessThanOrEqual(4);
     expect(after.reused - before.reused).toBeGreaterThanOrEqual(4);
-    for (const b of kept) expect(b.equals(data)).toBe(true); // what was handed out again was not theirs
+    for (const b of kept) expect(b.equals(files[0])).toBe(true); // what was handed out again was not theirs
     expect(after.keptBytes).toBeLessThanOrEqual(96 * MiB);
   });
 
