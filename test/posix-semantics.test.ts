@@ -306,6 +306,35 @@ for sub in ('drop/deep', 'drop'):
     expect(await namesAtMaster('/gone')).toEqual(['keep']);
   });
 
+  it("a directory's times (and link count) follow the names made and removed in it at once, and the master ends with the same", async () => {
+    // Each create, unlink, mkdir and rmdir here is answered by m1 (it holds the directory): the
+    // directory's mtime and ctime must move with each as POSIX says, and be what the master takes
+    // when the changes reach it (m2 reads the master's), not jump again then.
+    const run = await python(scratch, 'dirtimes.py', `
+import os, sys, time
+d = sys.argv[1] + '/dirtimes'
+os.mkdir(d)
+seen = [os.stat(d)]
+for step in ('create', 'unlink', 'mkdir', 'rmdir'):
+    time.sleep(0.01)
+    if step == 'create':
+        with open(d + '/f', 'w') as f: f.write('x')
+    elif step == 'unlink': os.unlink(d + '/f')
+    elif step == 'mkdir': os.mkdir(d + '/sub')
+    else: os.rmdir(d + '/sub')
+    seen.append(os.stat(d))
+print(all(b.st_mtime_ns > a.st_mtime_ns and b.st_ctime_ns == b.st_mtime_ns for a, b in zip(seen, seen[1:])), [s.st_nlink for s in seen])
+fd = os.open(d, os.O_RDONLY)
+os.fsync(fd)  # the changes answered ahead are at the master
+os.close(fd)
+print(seen[-1].st_mtime_ns)
+`);
+    const [moved, last] = (await ok(`${run} ${m1}`)).trim().split('\n');
+    expect(moved).toBe('True [2, 2, 2, 3, 2]');
+    expect((await ok(`python3 -c 'import os, sys; print(os.stat(sys.argv[1]).st_mtime_ns)' ${m2}/dirtimes`)).trim()).toBe(last);
+    expect((await ok(`python3 -c 'import os, sys; print(os.stat(sys.argv[1]).st_mtime_ns)' ${m1}/dirtimes`)).trim()).toBe(last);
+  });
+
   it('a tree the mount made is listed and removed with the master stopped, and is gone there once it runs', async () => {
     // Everything removing a held tree asks (listings, look-ups, unlinks, rmdirs) is known to the
     // mount: it must not wait for the master, which applies the changes when it runs again.

@@ -281,6 +281,7 @@ export class GfsClient {
     // Known at once: a second create of the name, or a look-up, is answered from these.
     this.listings.added(path);
     this.attrs.set(path, attr);
+    this.touchDir(dir, time);
     this.behind.took(path, ino, 0);
     const undo = () => {
       this.listings.forget(dir); // what is there: ask the master
@@ -308,9 +309,7 @@ export class GfsClient {
     this.listings.added(path);
     this.attrs.set(path, attr);
     this.listings.set(path, []);
-    // The parent's link count and times, as the master will have them (find relies on nlink).
-    const parent = this.attrs.get(dir);
-    if (parent) this.attrs.set(dir, { ...parent, nlink: parent.nlink + 1, mtime: time, ctime: time });
+    this.touchDir(dir, time, 1);
     this.dirs.took(path, attr, 0);
     const undo = () => {
       this.giveBackDirs(this.dirs.forgetTree(path));
@@ -326,13 +325,25 @@ export class GfsClient {
     return this.changes.add(dir, { op: 'mkdir', path, mode, uid, gid, ino, time }, undo, made).then(() => attr);
   }
 
+  /**
+   * A name made or removed in dir, answered here: dir's times (and link count, for a directory
+   * made or removed) as the master will have them once the change reaches it with this time
+   * (find relies on nlink; make and rsync on times).
+   */
+  private touchDir(dir: string, time: Attr['ctime'], links = 0): void {
+    const d = this.attrs.get(dir);
+    if (d) this.attrs.set(dir, { ...d, nlink: d.nlink + links, mtime: time, ctime: time });
+  }
+
   async unlink(path: string): Promise<void> {
     const known = this.attrs.get(path);
     if (known && known.type !== 'dir' && this.cfg.deferredChanges > 0) {
       // There (as far as this client knows): answered now, sent to the master in the background.
       this.forgetUnlinked(path, known.ino);
       const dir = parentPath(path);
-      return this.changes.add(dir, { op: 'unlink', path }, () => {
+      const time = this.changeTime();
+      this.touchDir(dir, time);
+      return this.changes.add(dir, { op: 'unlink', path, time }, () => {
         this.listings.forget(dir); // the name may still be there: ask the master next time
         this.attrs.drop(path);
       });
@@ -390,10 +401,8 @@ export class GfsClient {
     this.listings.removed(path);
     this.attrs.dropTree(path);
     this.behind.forgetTree(path);
-    // The parent's link count and times, as the master will have them.
-    const parent = this.attrs.get(dir);
-    if (parent) this.attrs.set(dir, { ...parent, nlink: parent.nlink - 1, mtime: time, ctime: time });
-    return this.changes.add(dir, { op: 'rmdir', path }, () => {
+    this.touchDir(dir, time, -1);
+    return this.changes.add(dir, { op: 'rmdir', path, time }, () => {
       this.listings.forget(dir); // it may still be there: ask the master
       this.attrs.drop(dir);
     });

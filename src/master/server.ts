@@ -178,10 +178,15 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
    * delegation): a number reserved for it and not in use, a time no later than now.
    */
   function answeredAhead(ino: unknown, time: unknown): { ino: number; time: Timespec } {
-    const now = nowTimespec();
-    if (ino === undefined) return { ino: ns.nextIno, time: now };
+    if (ino === undefined) return { ino: ns.nextIno, time: nowTimespec() };
     if (num(ino, 'ino') >= ns.nextIno || ns.inodes.has(ino as number)) throw new GfsError('EINVAL', `inode ${ino} was not reserved or is in use`);
-    return { ino: ino as number, time: isTimespec(time) && before(time, now) ? time : now };
+    return { ino: ino as number, time: changeTime(time) };
+  }
+
+  /** The time of a change: the client's, when it answered the change ahead and showed that time (never one in the future). */
+  function changeTime(time: unknown): Timespec {
+    const now = nowTimespec();
+    return isTimespec(time) && before(time, now) ? time : now;
   }
 
   /** A new file at path (or the existing one, unless exclusive), maybe with its first chunk leased. */
@@ -219,8 +224,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   function applyChange(item: DeferredChange, peer: ClientPeer): Promise<ChangeResult> {
     if (typeof item?.path !== 'string') return Promise.reject(new GfsError('EINVAL', 'changes: an item without a path'));
     const rid = { rid: item.rid }; // (RequestId, read by replies.ts)
-    if (item.op === 'unlink') return Promise.resolve(retrying.unlink!({ path: item.path, ...rid }, peer)).then(() => ({}));
-    if (item.op === 'rmdir') return Promise.resolve(retrying.rmdir!({ path: item.path, ...rid }, peer)).then(() => ({}));
+    if (item.op === 'unlink' || item.op === 'rmdir') return Promise.resolve(retrying[item.op]!({ path: item.path, time: item.time, ...rid }, peer)).then(() => ({}));
     if (item.op === 'mkdir') {
       const { path, mode, uid, gid, ino, time } = item;
       return Promise.resolve(retrying.mkdir!({ path, mode, uid, gid, ino, time, delegate: true, ...rid }, peer)).then(({ delegated }) => (delegated ? { delegated } : {}));
@@ -260,7 +264,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       const attr = delegated(await made, req.delegate, peer as ClientPeer);
       return sized ? { ...attr, sized: await sized } : attr;
     },
-    unlink: async ({ path }) => (await mutate({ t: 'unlink', path, time: nowTimespec() }), {}),
+    unlink: async ({ path, time }) => (await mutate({ t: 'unlink', path, time: changeTime(time) }), {}),
     changes: async (req, peer) => {
       const { items, sizes } = req;
       if (!Array.isArray(items)) throw new GfsError('EINVAL', 'changes: items must be a list');
@@ -293,7 +297,7 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
       await mutate({ t: 'reserveInos', next: end });
       return { first, end };
     },
-    rmdir: async ({ path }) => (await mutate({ t: 'rmdir', path, time: nowTimespec() }), {}),
+    rmdir: async ({ path, time }) => (await mutate({ t: 'rmdir', path, time: changeTime(time) }), {}),
     rename: async ({ from, to }) => (await mutate({ t: 'rename', from, to, time: nowTimespec() }), {}),
     link: async ({ from, to }) => attrOf(await mutate({ t: 'link', from, to, time: nowTimespec() })),
     symlink: async ({ path, target, uid, gid }) => {

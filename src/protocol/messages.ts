@@ -162,15 +162,18 @@ export interface RequestId {
   rid?: string;
 }
 
-/** A change a client answered ahead of the master: an unlink, or a create under a directory delegation. */
+/**
+ * A change a client answered ahead of the master: an unlink, or a create under a directory
+ * delegation. time: when it was answered, which the client showed as its directory's new times.
+ */
 export type DeferredChange = (
-  | { op: 'unlink'; path: string }
+  | { op: 'unlink'; path: string; time?: Timespec }
   /** write: the file was opened for writing (its first chunk comes with the answer). */
   | { op: 'create'; path: string; mode: number; uid: number; gid: number; ino: number; time: Timespec; write?: true }
   /** A directory made under its parent's delegation: its own delegation comes with the answer. */
   | { op: 'mkdir'; path: string; mode: number; uid: number; gid: number; ino: number; time: Timespec }
   /** A directory the client knows to be empty (it removed what it listed there). */
-  | { op: 'rmdir'; path: string }
+  | { op: 'rmdir'; path: string; time?: Timespec }
 ) &
   RequestId;
 /** How one went: its error, or for a create the file's write delegation and first chunk (a mkdir: the directory's). */
@@ -217,7 +220,8 @@ export interface MasterClientApi {
   ];
   /** Write delegations the client no longer needs (everything it wrote under them is flushed). */
   giveBack: [{ inos: number[] }, Record<string, never>];
-  unlink: [{ path: string }, Record<string, never>];
+  /** time: when a client answered it ahead (its directory's new mtime, if not in the future). */
+  unlink: [{ path: string; time?: Timespec }, Record<string, never>];
   /**
    * Changes a client has answered already (client/deferred-changes.ts), applied in order, each once
    * per rid as a retried unlink or create is; results: one per item, in order. sizes, sized: as
@@ -226,7 +230,7 @@ export interface MasterClientApi {
   changes: [{ items: DeferredChange[]; sizes?: SizeUpdate[] }, { results: ChangeResult[]; sized?: Array<Attr | { code: ErrorCode; message: string }> }];
   /** Inode numbers [first, end) are this client's, for creates it answers ahead. */
   reserveInos: [{ count: number }, { first: number; end: number }];
-  rmdir: [{ path: string }, Record<string, never>];
+  rmdir: [{ path: string; time?: Timespec }, Record<string, never>];
   rename: [{ from: string; to: string }, Record<string, never>];
   link: [{ from: string; to: string }, Attr];
   symlink: [{ path: string; target: string; uid: number; gid: number }, Attr];

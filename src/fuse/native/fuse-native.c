@@ -655,7 +655,7 @@ static void names_forget (mount_t *m, const request_t *r) {
     case OP_RMDIR:
       names_drop(m->names, r->path, 1, 1);
       return;
-    case OP_MKDIR:
+    case OP_MKDIR: case OP_UNLINK: /* (the directory's times and, for a mkdir, link count) */
       names_drop(m->names, r->path, 1, 0);
       return;
     case OP_LINK:
@@ -809,6 +809,8 @@ static int fn_create (const char *path, mode_t mode, struct fuse_file_info *fi) 
   created_valid = 0;
   int res = call_js(&r);
   created_valid = res == 0 && r.made_st;
+  /* Before the answer: a stat of the directory right after the create shows its new times. */
+  if (created_valid) names_touch_dir(((mount_t *) fuse_get_context()->private_data)->names, path, &created_st.st_ctim);
   return res;
 }
 

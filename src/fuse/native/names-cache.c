@@ -105,6 +105,17 @@ static void remove_locked (names_cache_t *c, const char *path) {
   }
 }
 
+/* path's directory into parent (PATH_MAX); 0 if path has no slash or it does not fit. */
+static int parent_of (const char *path, char *parent) {
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL) return 0;
+  size_t dlen = slash == path ? 1 : (size_t) (slash - path);
+  if (dlen >= PATH_MAX) return 0;
+  memcpy(parent, path, dlen);
+  parent[dlen] = '\0';
+  return 1;
+}
+
 void names_drop (names_cache_t *c, const char *path, int dir, int tree) {
   if (c == NULL || path == NULL) return;
   uv_mutex_lock(&c->lock);
@@ -112,16 +123,8 @@ void names_drop (names_cache_t *c, const char *path, int dir, int tree) {
   if (c->count > 0) {
     size_t len = strlen(path);
     remove_locked(c, path);
-    const char *slash = dir ? strrchr(path, '/') : NULL;
-    if (slash != NULL) {
-      size_t dlen = slash == path ? 1 : (size_t) (slash - path);
-      char parent[PATH_MAX];
-      if (dlen < sizeof(parent)) {
-        memcpy(parent, path, dlen);
-        parent[dlen] = '\0';
-        remove_locked(c, parent);
-      }
-    }
+    char parent[PATH_MAX];
+    if (dir && parent_of(path, parent)) remove_locked(c, parent);
     if (tree) {
       for (uint32_t i = 0; i < BUCKETS && c->count > 0; i++) {
         entry_t **at = &c->buckets[i];
@@ -137,6 +140,19 @@ void names_drop (names_cache_t *c, const char *path, int dir, int tree) {
         }
       }
     }
+  }
+  uv_mutex_unlock(&c->lock);
+}
+
+void names_touch_dir (names_cache_t *c, const char *path, const struct timespec *time) {
+  char parent[PATH_MAX];
+  if (c == NULL || path == NULL || !parent_of(path, parent)) return;
+  uv_mutex_lock(&c->lock);
+  c->epoch++;
+  for (entry_t *e = c->buckets[hash_parts(parent, NULL, NULL)]; e; e = e->next) {
+    if (strcmp(e->path, parent) != 0) continue;
+    e->st.st_mtim = e->st.st_ctim = *time;
+    break;
   }
   uv_mutex_unlock(&c->lock);
 }

@@ -30,6 +30,10 @@ uint64_t names_epoch (names_cache_t *c);
 void names_changed (names_cache_t *c);
 /* path may have changed (with dir, its directory too; with tree, everything beneath it). Any thread. */
 void names_drop (names_cache_t *c, const char *path, int dir, int tree);
+/* A name was made at path, at time: its directory's kept mtime and ctime become time (as the JS
+   cache's do: a create answered ahead, whose parent's attributes are kept to save a GETATTR per
+   new file, see keep_new_dir). Any thread. */
+void names_touch_dir (names_cache_t *c, const char *path, const struct timespec *time);
 /* Keep dir/name's attributes, if nothing changed since epoch. */
 void names_put (names_cache_t *c, uint64_t epoch, const char *dir, const char *name, const struct stat *st);
 /* Fill st from a live entry for path; 1 if there was one. */
