@@ -343,7 +343,10 @@ export class GfsClient {
       const dir = parentPath(path);
       const time = this.changeTime();
       this.touchDir(dir, time);
-      return this.changes.add(dir, { op: 'unlink', path, time }, () => {
+      // The master takes our time only for a directory we hold: another mount may have changed
+      // one we do not since, and its times must not go back.
+      const held = this.dirs.holder(dir) !== undefined;
+      return this.changes.add(dir, { op: 'unlink', path, ...(held ? { time } : {}) }, () => {
         this.listings.forget(dir); // the name may still be there: ask the master next time
         this.attrs.drop(path);
       });
