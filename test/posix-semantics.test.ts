@@ -309,13 +309,14 @@ for sub in ('drop/deep', 'drop'):
   it("a directory's times (and link count) follow the names made and removed in it at once, and the master ends with the same", async () => {
     // Each create, unlink, mkdir and rmdir here is answered by m1 (it holds the directory): the
     // directory's mtime and ctime must move with each as POSIX says, and be what the master takes
-    // when the changes reach it (m2 reads the master's), not jump again then.
+    // when the changes reach it (m2 reads the master's), not jump again then. Run twice, ending
+    // once with the unlink and once with the rmdir, so that each one's time is the one compared.
     const run = await python(scratch, 'dirtimes.py', `
 import os, sys, time
-d = sys.argv[1] + '/dirtimes'
+d = sys.argv[1] + '/' + sys.argv[2]
 os.mkdir(d)
 seen = [os.stat(d)]
-for step in ('create', 'unlink', 'mkdir', 'rmdir'):
+for step in sys.argv[3].split(','):
     time.sleep(0.01)
     if step == 'create':
         with open(d + '/f', 'w') as f: f.write('x')
@@ -329,10 +330,16 @@ os.fsync(fd)  # the changes answered ahead are at the master
 os.close(fd)
 print(seen[-1].st_mtime_ns)
 `);
-    const [moved, last] = (await ok(`${run} ${m1}`)).trim().split('\n');
-    expect(moved).toBe('True [2, 2, 2, 3, 2]');
-    expect((await ok(`python3 -c 'import os, sys; print(os.stat(sys.argv[1]).st_mtime_ns)' ${m2}/dirtimes`)).trim()).toBe(last);
-    expect((await ok(`python3 -c 'import os, sys; print(os.stat(sys.argv[1]).st_mtime_ns)' ${m1}/dirtimes`)).trim()).toBe(last);
+    const mtime = async (path: string) => (await ok(`python3 -c 'import os, sys; print(os.stat(sys.argv[1]).st_mtime_ns)' ${path}`)).trim();
+    for (const [name, steps, links] of [
+      ['dirtimes1', 'create,unlink,mkdir,rmdir', '[2, 2, 2, 3, 2]'],
+      ['dirtimes2', 'create,mkdir,rmdir,unlink', '[2, 2, 3, 2, 2]'],
+    ]) {
+      const [moved, last] = (await ok(`${run} ${m1} ${name} ${steps}`)).trim().split('\n');
+      expect(moved).toBe(`True ${links}`);
+      expect(await mtime(`${m2}/${name}`)).toBe(last);
+      expect(await mtime(`${m1}/${name}`)).toBe(last);
+    }
   });
 
   it('a tree the mount made is listed and removed with the master stopped, and is gone there once it runs', async () => {
