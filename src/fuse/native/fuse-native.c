@@ -347,7 +347,7 @@ enum {
   RAW_GETATTR = 3, RAW_SETATTR = 4, RAW_READLINK = 5, RAW_RENAME = 12, RAW_OPEN = 14,
   RAW_STATFS = 17, RAW_SETXATTR = 21, RAW_GETXATTR = 22, RAW_LISTXATTR = 23,
   RAW_REMOVEXATTR = 24, RAW_OPENDIR = 27, RAW_READ = 15, RAW_WRITE = 16, RAW_INIT = 26, RAW_SETLK = 32, RAW_SETLKW = 33, RAW_ACCESS = 34,
-  RAW_FLUSH = 25
+  RAW_FLUSH = 25, RAW_FORGET = 2, RAW_INTERRUPT = 36, RAW_BATCH_FORGET = 42
 };
 
 static __thread uint32_t cur_opcode;
@@ -357,8 +357,9 @@ static __thread char cur_rename_to[256]; /* FUSE_RENAME: the new name (last comp
 static __thread uint64_t cur_link_from;  /* FUSE_LINK: the node id of the existing name */
 static __thread int cur_kill_privs;      /* FUSE_WRITE/SETATTR: the kernel asks us to clear set-id bits */
 static __thread uint32_t cur_pid;        /* the process (thread) that made the request */
-static __thread int cur_retry;           /* it may be the kernel's retry after ESTALE (retry-gate.h) */
+static __thread int cur_gated;           /* a retry of its process is under way; 2: this may be it (retry-gate.h) */
 static __thread int cur_open_slot = -1;  /* FUSE_OPEN: its slot among the opens renames wait for */
+static __thread int cur_renaming;        /* FUSE_RENAME: opens wait for its answer */
 static __thread store_job_t *cur_store;  /* FUSE_READ: to store once its reply is sent */
 static __thread mount_t *cur_store_mount;
 
@@ -417,6 +418,18 @@ static void uncache_shared_inode (uint32_t opcode, const struct iovec *iov, size
       return;
   }
   if (S_ISREG(a->mode) && a->nlink > 1) *valid = 0, *valid_nsec = 0;
+}
+
+/* An answer about a directory. The walk to a retry checks each directory's permission with a
+   GETATTR of it, which is not the retry of a GETATTR (retry-gate.h). */
+static int answers_dir (uint32_t opcode, int32_t error, const struct iovec *iov, size_t count) {
+  if (opcode != RAW_GETATTR || error != 0 || count < 2 || iov[1].iov_len < sizeof(struct raw_attr_out)) return 0;
+  return S_ISDIR(((struct raw_attr_out *) iov[1].iov_base)->attr.mode);
+}
+
+/* Requests the kernel wants no answer to. */
+static int no_answer (uint32_t opcode) {
+  return opcode == RAW_FORGET || opcode == RAW_BATCH_FORGET || opcode == RAW_INTERRUPT;
 }
 
 /* Requests on an inode the kernel already holds (not on a name in a directory). */
@@ -489,6 +502,8 @@ static int chan_receive (struct fuse_chan **chp, char *buf, size_t size) {
   finish_store(-1);
   end_fence(m);
   if (cur_open_slot >= 0) gate_open_answered(cur_open_slot), cur_open_slot = -1;
+  if (cur_gated) gate_request_answered(cur_pid, GATE_NO_ANSWER), cur_gated = 0;
+  if (cur_renaming) gate_rename_answered(), cur_renaming = 0;
 restart:
   res = read(fuse_chan_fd(ch), buf, size);
   err = errno;
@@ -515,9 +530,8 @@ restart:
   cur_link_from = 0;
   cur_kill_privs = wants_privs_killed(in->opcode, buf + sizeof(struct raw_in_header), (size_t) res - sizeof(struct raw_in_header));
   cur_pid = in->pid;
-  cur_retry = names_no_entry(in->opcode) && gate_retrying(in->pid, in->opcode);
-  if (in->opcode == RAW_OPEN) cur_open_slot = gate_open_begins();
-  if (in->opcode == RAW_RENAME) gate_wait_before_rename();
+  cur_gated = no_answer(in->opcode) ? 0 : gate_request_begins(in->pid, in->opcode, in->opcode == RAW_OPEN, &cur_open_slot);
+  if (in->opcode == RAW_RENAME) gate_rename_begins(in->pid), cur_renaming = 1;
   /* Before libfuse takes the file's path lock (page-store.h): an open or a size change must not
      be answered while a store decided before it can still land. */
   if ((in->opcode == RAW_OPEN || in->opcode == RAW_SETATTR) && m != NULL && in->nodeid != 0) {
@@ -544,7 +558,8 @@ restart:
 
 /* This thread's request is answered: forget it, so that nothing can act on a stale opcode. */
 static void forget_current (void) {
-  cur_opcode = 0, cur_unique = 0, cur_nodeid = 0, cur_rename_to[0] = '\0', cur_kill_privs = 0, cur_retry = 0;
+  if (cur_gated) gate_request_answered(cur_pid, cur_opcode == RAW_LOOKUP ? GATE_LOOKUP : GATE_OTHER), cur_gated = 0;
+  cur_opcode = 0, cur_unique = 0, cur_nodeid = 0, cur_rename_to[0] = '\0', cur_kill_privs = 0;
 }
 
 /* A request of our own (readdir-plus.h), through libfuse on this thread. */
@@ -581,11 +596,16 @@ static int chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t cou
        libfuse answers ENOENT for it, and stat or open of a name that always existed fails. ESTALE
        instead makes the kernel look the name up again and retry once, as it does for NFS. */
     if (out->unique != 0 && out->unique == cur_unique && out->error == -ENOENT && names_no_entry(cur_opcode)) {
+      int retried = cur_gated == 2; /* the kernel retries once */
       out->error = -ESTALE;
-      if (!cur_retry) gate_close(cur_pid, cur_opcode); /* renames wait for the retry (retry-gate.h) */
+      if (cur_gated) gate_request_answered(cur_pid, retried ? GATE_RETRY : GATE_OTHER), cur_gated = 0;
+      if (!retried) gate_close(cur_pid, cur_opcode); /* renames wait for the retry (retry-gate.h) */
     }
-    if (out->unique != 0 && out->unique == cur_unique && cur_retry) gate_open(cur_pid); /* the kernel retries once */
+    if (out->unique != 0 && out->unique == cur_unique && cur_gated == 2 && !answers_dir(cur_opcode, out->error, iov, count)) {
+      gate_request_answered(cur_pid, GATE_RETRY), cur_gated = 0;
+    }
     if (out->unique != 0 && out->unique == cur_unique && cur_open_slot >= 0) gate_open_answered(cur_open_slot), cur_open_slot = -1;
+    if (out->unique != 0 && out->unique == cur_unique && cur_renaming) gate_rename_answered(), cur_renaming = 0;
     if (out->unique != 0 && out->unique == cur_unique && out->error == 0) uncache_shared_inode(cur_opcode, iov, count);
     if (out->unique != 0 && out->unique == cur_unique && out->error == 0 && cur_opcode == RAW_INIT) answer_init(iov, count);
     answers_store = cur_store != NULL && out->unique != 0 && out->unique == cur_unique;

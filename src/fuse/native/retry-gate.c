@@ -2,8 +2,14 @@
 
 #include "retry-gate.h"
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#define MS 1000000ull
 
 /* Processes retrying at once: more than this is unheard of; beyond it a retry goes unprotected. */
 #define SLOTS 16
@@ -11,10 +17,14 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t changed;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-/* pid 0: a free slot. until: when the gate opens by itself (CLOCK_MONOTONIC, ns). */
-static struct { uint32_t pid, opcode; uint64_t until; } slots[SLOTS];
-/* The latest `until` ever set: past it no gate is closed, and requests need not take the lock
-   (every stat asks gate_retrying). */
+/* pid 0: a free slot. until: when it lapses (CLOCK_MONOTONIC, ns). under_way: requests of pid
+   being served; looked_up: its walk has begun (a LOOKUP answered since the ESTALE); asleep_since:
+   when it was first seen asleep with an unreadable wait channel (0: not). */
+static struct {
+  uint32_t pid, opcode, under_way, looked_up;
+  uint64_t until, asleep_since;
+} slots[SLOTS];
+/* The latest `until` ever set: past it no slot is taken, and requests need not take the lock. */
 static uint64_t latest_until;
 
 static void init (void) {
@@ -31,14 +41,18 @@ static uint64_t now_ns (void) {
   return (uint64_t) t.tv_sec * 1000000000ull + (uint64_t) t.tv_nsec;
 }
 
-/* The slot of pid (or, with take, a free or expired one); -1 if none. Under lock. */
+/* The slot of pid (or, with take, a free or lapsed one); -1 if none. Under lock. */
 static int slot_of (uint32_t pid, int take, uint64_t now) {
   int spare = -1;
   for (int i = 0; i < SLOTS; i++) {
-    if (slots[i].pid == pid) return i;
+    if (slots[i].pid == pid && slots[i].until > now) return i;
     if (spare < 0 && (slots[i].pid == 0 || slots[i].until <= now)) spare = i;
   }
   return take ? spare : -1;
+}
+
+static int any_slot (uint64_t now) {
+  return __atomic_load_n(&latest_until, __ATOMIC_ACQUIRE) > now;
 }
 
 void gate_close (uint32_t pid, uint32_t opcode) {
@@ -47,29 +61,23 @@ void gate_close (uint32_t pid, uint32_t opcode) {
   uint64_t now = now_ns();
   pthread_mutex_lock(&lock);
   int i = slot_of(pid, 1, now);
-  if (i >= 0) slots[i].pid = pid, slots[i].opcode = opcode, slots[i].until = now + GATE_HOLD_MS * 1000000ull;
-  if (i >= 0 && slots[i].until > latest_until) __atomic_store_n(&latest_until, slots[i].until, __ATOMIC_RELEASE); /* (writers hold the lock) */
+  if (i >= 0) {
+    slots[i].pid = pid, slots[i].opcode = opcode, slots[i].under_way = 0, slots[i].looked_up = 0;
+    slots[i].until = now + GATE_HOLD_MS * MS, slots[i].asleep_since = 0;
+    if (slots[i].until > latest_until) __atomic_store_n(&latest_until, slots[i].until, __ATOMIC_RELEASE); /* (writers hold the lock) */
+  }
   pthread_mutex_unlock(&lock);
 }
 
-int gate_retrying (uint32_t pid, uint32_t opcode) {
-  if (pid == 0) return 0;
-  uint64_t now = now_ns();
-  if (__atomic_load_n(&latest_until, __ATOMIC_ACQUIRE) <= now) return 0;
-  pthread_once(&once, init);
-  pthread_mutex_lock(&lock);
-  int i = slot_of(pid, 0, now);
-  int yes = i >= 0 && slots[i].opcode == opcode && slots[i].until > now;
-  pthread_mutex_unlock(&lock);
-  return yes;
-}
+/* Renames past their wait and not yet answered (gate_rename_begins). */
+static int renaming;
 
-void gate_open (uint32_t pid) {
-  pthread_once(&once, init);
-  pthread_mutex_lock(&lock);
-  int i = slot_of(pid, 0, 0);
-  if (i >= 0) slots[i].pid = 0, pthread_cond_broadcast(&changed);
-  pthread_mutex_unlock(&lock);
+/* Waits while a rename is under way, until the deadline (ns). Under lock. */
+static void wait_for_renames (uint64_t deadline) {
+  while (renaming > 0 && now_ns() < deadline) {
+    struct timespec t = { .tv_sec = (time_t) (deadline / 1000000000ull), .tv_nsec = (long) (deadline % 1000000000ull) };
+    pthread_cond_timedwait(&changed, &lock, &t);
+  }
 }
 
 /* Opens under way, by sequence number (0: a free slot). */
@@ -77,14 +85,65 @@ void gate_open (uint32_t pid) {
 static uint64_t opens[OPENS];
 static uint64_t open_seq;
 
-int gate_open_begins (void) {
+int gate_request_begins (uint32_t pid, uint32_t opcode, int open, int *open_slot) {
+  *open_slot = -1;
+  uint64_t now = now_ns();
+  if (!open && (pid == 0 || !any_slot(now))) return 0; /* (every request asks) */
   pthread_once(&once, init);
   pthread_mutex_lock(&lock);
-  int i = 0;
-  while (i < OPENS && opens[i] != 0) i++;
-  if (i < OPENS) opens[i] = ++open_seq; /* (more at once than slots: that open goes unwaited for) */
+  int i = pid == 0 ? -1 : slot_of(pid, 0, now), res = 0;
+  if (open || i >= 0) wait_for_renames(now + GATE_HOLD_MS * MS);
+  if (i >= 0 && slots[i].pid == pid) slots[i].under_way++, res = slots[i].opcode == opcode ? 2 : 1;
+  if (open) {
+    int k = 0;
+    while (k < OPENS && opens[k] != 0) k++;
+    if (k < OPENS) opens[k] = ++open_seq, *open_slot = k; /* (more at once than slots: that open goes unwaited for) */
+  }
   pthread_mutex_unlock(&lock);
-  return i < OPENS ? i : -1;
+  return res;
+}
+
+void gate_request_answered (uint32_t pid, enum gate_answer what) {
+  pthread_once(&once, init);
+  pthread_mutex_lock(&lock);
+  int i = slot_of(pid, 0, 0);
+  if (i >= 0) {
+    if (slots[i].under_way > 0) slots[i].under_way--;
+    if (what == GATE_LOOKUP) slots[i].looked_up = 1;
+    if (what == GATE_RETRY) slots[i].pid = 0; /* the kernel retries once */
+    pthread_cond_broadcast(&changed);
+  }
+  pthread_mutex_unlock(&lock);
+}
+
+/* Reads a small /proc file into buf (NUL-terminated); its length, or -1. */
+static int read_proc (uint32_t pid, const char *what, char *buf, size_t size) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%u/%s", pid, what);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, size - 1);
+  close(fd);
+  if (n < 0) return -1;
+  buf[n] = '\0';
+  return (int) n;
+}
+
+/* 1 if the process of slot i is on its way to its retry (retry-gate.h). Under lock. */
+static int on_its_way (int i, uint64_t now) {
+  if (slots[i].under_way > 0) return 1;
+  if (!slots[i].looked_up) return 0;
+  char buf[512];
+  if (read_proc(slots[i].pid, "stat", buf, sizeof(buf)) < 0) return 0; /* gone */
+  const char *end = strrchr(buf, ')'); /* "pid (comm) S ...": comm may hold anything */
+  if (end == NULL || end[1] != ' ') return 0;
+  if (end[2] == 'R') return slots[i].asleep_since = 0, 1;
+  char wchan[128];
+  if (read_proc(slots[i].pid, "wchan", wchan, sizeof(wchan)) > 0 && strcmp(wchan, "0") != 0) {
+    return strstr(wchan, "fuse") != NULL || strstr(wchan, "request_wait_answer") != NULL;
+  }
+  if (slots[i].asleep_since == 0) slots[i].asleep_since = now;
+  return now - slots[i].asleep_since < GATE_ASLEEP_MS * MS;
 }
 
 void gate_open_answered (int slot) {
@@ -95,20 +154,36 @@ void gate_open_answered (int slot) {
   pthread_mutex_unlock(&lock);
 }
 
-void gate_wait_before_rename (void) {
+void gate_rename_begins (uint32_t pid) {
   pthread_once(&once, init);
-  uint64_t deadline = now_ns() + GATE_HOLD_MS * 1000000ull;
+  uint64_t deadline = now_ns() + GATE_HOLD_MS * MS;
   pthread_mutex_lock(&lock);
-  uint64_t before = open_seq; /* only the opens under way now: later ones must not starve us */
+  int own = pid == 0 ? -1 : slot_of(pid, 0, 0);
+  if (own >= 0) slots[own].pid = 0; /* a process that renames is past its retry (not waiting for itself) */
   for (;;) {
     uint64_t now = now_ns();
-    if (now >= deadline) break;
-    int wait = 0;
-    for (int i = 0; i < OPENS && !wait; i++) wait = opens[i] != 0 && opens[i] <= before;
-    for (int i = 0; i < SLOTS && !wait; i++) wait = slots[i].pid != 0 && slots[i].until > now;
-    if (!wait) break;
+    int retrying = 0;
+    for (int i = 0; i < SLOTS && !retrying; i++) retrying = slots[i].pid != 0 && slots[i].until > now && on_its_way(i, now);
+    if (!retrying || now >= deadline) break;
+    /* An answer wakes us; whether a process still runs is looked at again each millisecond. */
+    uint64_t wake = now + MS < deadline ? now + MS : deadline;
+    struct timespec t = { .tv_sec = (time_t) (wake / 1000000000ull), .tv_nsec = (long) (wake % 1000000000ull) };
+    pthread_cond_timedwait(&changed, &lock, &t);
+  }
+  renaming++; /* from now on opens, and requests of processes retrying, wait for us */
+  for (;;) {
+    int opening = 0;
+    for (int i = 0; i < OPENS && !opening; i++) opening = opens[i] != 0;
+    if (!opening || now_ns() >= deadline) break;
     struct timespec t = { .tv_sec = (time_t) (deadline / 1000000000ull), .tv_nsec = (long) (deadline % 1000000000ull) };
     pthread_cond_timedwait(&changed, &lock, &t);
   }
+  pthread_mutex_unlock(&lock);
+}
+
+void gate_rename_answered (void) {
+  pthread_mutex_lock(&lock);
+  if (renaming > 0) renaming--;
+  pthread_cond_broadcast(&changed);
   pthread_mutex_unlock(&lock);
 }
