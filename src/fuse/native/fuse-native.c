@@ -358,7 +358,7 @@ static __thread uint64_t cur_link_from;  /* FUSE_LINK: the node id of the existi
 static __thread int cur_kill_privs;      /* FUSE_WRITE/SETATTR: the kernel asks us to clear set-id bits */
 static __thread uint32_t cur_pid;        /* the process (thread) that made the request */
 static __thread int cur_gated;           /* a retry of its process is under way; 2: this may be it (retry-gate.h) */
-static __thread int cur_open_slot = -1;  /* FUSE_OPEN: its slot among the opens renames wait for */
+static __thread int cur_opening;         /* FUSE_OPEN: renames wait for its answer (retry-gate.h) */
 static __thread int cur_renaming;        /* FUSE_RENAME: opens wait for its answer */
 static __thread store_job_t *cur_store;  /* FUSE_READ: to store once its reply is sent */
 static __thread mount_t *cur_store_mount;
@@ -501,7 +501,7 @@ static int chan_receive (struct fuse_chan **chp, char *buf, size_t size) {
   /* Never left over (libfuse answers every request), but a fenced inode must not stay so. */
   finish_store(-1);
   end_fence(m);
-  if (cur_open_slot >= 0) gate_open_answered(cur_open_slot), cur_open_slot = -1;
+  if (cur_opening) gate_open_answered(), cur_opening = 0;
   if (cur_gated) gate_request_answered(cur_pid, GATE_NO_ANSWER), cur_gated = 0;
   if (cur_renaming) gate_rename_answered(), cur_renaming = 0;
 restart:
@@ -530,7 +530,8 @@ restart:
   cur_link_from = 0;
   cur_kill_privs = wants_privs_killed(in->opcode, buf + sizeof(struct raw_in_header), (size_t) res - sizeof(struct raw_in_header));
   cur_pid = in->pid;
-  cur_gated = no_answer(in->opcode) ? 0 : gate_request_begins(in->pid, in->opcode, in->opcode == RAW_OPEN, &cur_open_slot);
+  cur_gated = no_answer(in->opcode) ? 0 : gate_request_begins(in->pid, in->opcode, in->opcode == RAW_OPEN);
+  cur_opening = in->opcode == RAW_OPEN;
   if (in->opcode == RAW_RENAME) gate_rename_begins(in->pid), cur_renaming = 1;
   /* Before libfuse takes the file's path lock (page-store.h): an open or a size change must not
      be answered while a store decided before it can still land. */
@@ -604,7 +605,7 @@ static int chan_send (struct fuse_chan *ch, const struct iovec iov[], size_t cou
     if (out->unique != 0 && out->unique == cur_unique && cur_gated == 2 && !answers_dir(cur_opcode, out->error, iov, count)) {
       gate_request_answered(cur_pid, GATE_RETRY), cur_gated = 0;
     }
-    if (out->unique != 0 && out->unique == cur_unique && cur_open_slot >= 0) gate_open_answered(cur_open_slot), cur_open_slot = -1;
+    if (out->unique != 0 && out->unique == cur_unique && cur_opening) gate_open_answered(), cur_opening = 0;
     if (out->unique != 0 && out->unique == cur_unique && cur_renaming) gate_rename_answered(), cur_renaming = 0;
     if (out->unique != 0 && out->unique == cur_unique && out->error == 0) uncache_shared_inode(cur_opcode, iov, count);
     if (out->unique != 0 && out->unique == cur_unique && out->error == 0 && cur_opcode == RAW_INIT) answer_init(iov, count);

@@ -72,33 +72,25 @@ void gate_close (uint32_t pid, uint32_t opcode) {
 /* Renames past their wait and not yet answered (gate_rename_begins). */
 static int renaming;
 
-/* Waits while a rename is under way, until the deadline (ns). Under lock. */
-static void wait_for_renames (uint64_t deadline) {
-  while (renaming > 0 && now_ns() < deadline) {
-    struct timespec t = { .tv_sec = (time_t) (deadline / 1000000000ull), .tv_nsec = (long) (deadline % 1000000000ull) };
-    pthread_cond_timedwait(&changed, &lock, &t);
-  }
+/* Opens under way (past gate_request_begins, not yet answered). */
+static int opening;
+
+/* Waits for a change, until the time given (ns) at the latest. Under lock. */
+static void wait_until (uint64_t ns) {
+  struct timespec t = { .tv_sec = (time_t) (ns / 1000000000ull), .tv_nsec = (long) (ns % 1000000000ull) };
+  pthread_cond_timedwait(&changed, &lock, &t);
 }
 
-/* Opens under way, by sequence number (0: a free slot). */
-#define OPENS 64
-static uint64_t opens[OPENS];
-static uint64_t open_seq;
-
-int gate_request_begins (uint32_t pid, uint32_t opcode, int open, int *open_slot) {
-  *open_slot = -1;
+int gate_request_begins (uint32_t pid, uint32_t opcode, int open) {
   uint64_t now = now_ns();
   if (!open && (pid == 0 || !any_slot(now))) return 0; /* (every request asks) */
   pthread_once(&once, init);
   pthread_mutex_lock(&lock);
   int i = pid == 0 ? -1 : slot_of(pid, 0, now), res = 0;
-  if (open || i >= 0) wait_for_renames(now + GATE_HOLD_MS * MS);
+  uint64_t deadline = now + GATE_HOLD_MS * MS;
+  while ((open || i >= 0) && renaming > 0 && now_ns() < deadline) wait_until(deadline);
   if (i >= 0 && slots[i].pid == pid) slots[i].under_way++, res = slots[i].opcode == opcode ? 2 : 1;
-  if (open) {
-    int k = 0;
-    while (k < OPENS && opens[k] != 0) k++;
-    if (k < OPENS) opens[k] = ++open_seq, *open_slot = k; /* (more at once than slots: that open goes unwaited for) */
-  }
+  if (open) opening++;
   pthread_mutex_unlock(&lock);
   return res;
 }
@@ -146,10 +138,9 @@ static int on_its_way (int i, uint64_t now) {
   return now - slots[i].asleep_since < GATE_ASLEEP_MS * MS;
 }
 
-void gate_open_answered (int slot) {
-  if (slot < 0 || slot >= OPENS) return;
+void gate_open_answered (void) {
   pthread_mutex_lock(&lock);
-  opens[slot] = 0;
+  if (opening > 0) opening--;
   pthread_cond_broadcast(&changed);
   pthread_mutex_unlock(&lock);
 }
@@ -166,18 +157,10 @@ void gate_rename_begins (uint32_t pid) {
     for (int i = 0; i < SLOTS && !retrying; i++) retrying = slots[i].pid != 0 && slots[i].until > now && on_its_way(i, now);
     if (!retrying || now >= deadline) break;
     /* An answer wakes us; whether a process still runs is looked at again each millisecond. */
-    uint64_t wake = now + MS < deadline ? now + MS : deadline;
-    struct timespec t = { .tv_sec = (time_t) (wake / 1000000000ull), .tv_nsec = (long) (wake % 1000000000ull) };
-    pthread_cond_timedwait(&changed, &lock, &t);
+    wait_until(now + MS < deadline ? now + MS : deadline);
   }
   renaming++; /* from now on opens, and requests of processes retrying, wait for us */
-  for (;;) {
-    int opening = 0;
-    for (int i = 0; i < OPENS && !opening; i++) opening = opens[i] != 0;
-    if (!opening || now_ns() >= deadline) break;
-    struct timespec t = { .tv_sec = (time_t) (deadline / 1000000000ull), .tv_nsec = (long) (deadline % 1000000000ull) };
-    pthread_cond_timedwait(&changed, &lock, &t);
-  }
+  while (opening > 0 && now_ns() < deadline) wait_until(deadline);
   pthread_mutex_unlock(&lock);
 }
 

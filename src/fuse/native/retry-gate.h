@@ -44,16 +44,15 @@
 #define GATE_ASLEEP_MS 2
 
 /* A request (opcode) of pid arrived, before libfuse sees it. An open, and any request of a process
-   on its way to a retry, first waits for the renames under way; an open then takes a slot among
-   the opens under way (*open_slot; -1: none), for gate_open_answered. 0: no retry of pid is under
-   way; 1: one is (then gate_request_answered follows); 2: this request may be the retry itself
-   (same opcode). */
-int gate_request_begins (uint32_t pid, uint32_t opcode, int open, int *open_slot);
+   on its way to a retry, first waits for the renames under way; an open then counts among the
+   opens under way until gate_open_answered. 0: no retry of pid is under way; 1: one is (then
+   gate_request_answered follows); 2: this request may be the retry itself (same opcode). */
+int gate_request_begins (uint32_t pid, uint32_t opcode, int open);
 /* What the answer to such a request tells: it was a LOOKUP (the walk to the retry has begun), the
    retry, something else, or there is no answer. */
 enum gate_answer { GATE_LOOKUP, GATE_RETRY, GATE_OTHER, GATE_NO_ANSWER };
 void gate_request_answered (uint32_t pid, enum gate_answer what);
-void gate_open_answered (int open_slot);
+void gate_open_answered (void);
 /* A request (opcode) of pid was answered ESTALE: the kernel retries it. */
 void gate_close (uint32_t pid, uint32_t opcode);
 /* A rename of pid arrived: waits while a process is on its way to a retry, then for the opens
