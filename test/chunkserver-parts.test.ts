@@ -16,23 +16,29 @@ import { decodeSidecar, encodeCrcs, encodeHeader } from '../src/chunkserver/side
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('push buffer', () => {
-  it('expires entries and evicts used ones first when over its byte cap', () => {
+  it('drops an entry once used, evicts the oldest when over its byte cap, and expires entries', () => {
     let now = 0;
     const b = new PushBuffer({ maxBytes: 100, ttlMs: 1000, now: () => now });
     b.put('a', Buffer.alloc(40));
     b.put('b', Buffer.alloc(40));
-    b.markUsed('b');
-    b.put('c', Buffer.alloc(40)); // 120 > 100: b (used) goes before a (older, unused)
-    expect(b.get('a')?.length).toBe(40);
+    b.used('b'); // applied: nothing needs it again
     expect(b.get('b')).toBeUndefined();
-    expect(b.get('c')?.length).toBe(40);
-    expect(b.size).toBe(80);
-    b.put('d', Buffer.alloc(40)); // nothing used: the oldest goes
+    expect(b.size).toBe(40);
+    b.put('c', Buffer.alloc(40));
+    b.put('d', Buffer.alloc(40)); // 120 > 100: the oldest (a) goes, never the one just put
     expect(b.get('a')).toBeUndefined();
-    now = 999;
-    expect(b.get('c')).toBeDefined();
-    now = 1000;
+    expect(b.get('c')?.length).toBe(40);
+    expect(b.get('d')?.length).toBe(40);
+    expect(b.size).toBe(80);
+    b.put('e', Buffer.alloc(120)); // alone over the cap: everything else goes, it stays
     expect(b.get('c')).toBeUndefined();
+    expect(b.get('e')?.length).toBe(120);
+    now = 999;
+    expect(b.get('e')).toBeDefined();
+    now = 1000;
+    expect(b.get('e')).toBeUndefined();
+    b.put('f', Buffer.alloc(10));
+    now = 2000;
     b.sweep();
     expect(b.count).toBe(0);
     expect(b.size).toBe(0);

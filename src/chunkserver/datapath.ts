@@ -114,7 +114,7 @@ export class DataPath {
       const serial = ++this.serial;
       const m: Mutation = { op: 'write', offset, dataId, ...(inline ? { data } : {}), ...(extents ? { extents } : {}) };
       await this.everywhere(handle, version, serial, m, secondaries, () => this.writePieces(handle, offset, data, extents, chunkSize));
-      this.d.pushes.markUsed(dataId);
+      this.d.pushes.used(dataId);
       return {};
     });
   }
@@ -172,7 +172,7 @@ export class DataPath {
       }
       const m: Mutation = { op: 'write', offset, dataId, ...(inline ? { data } : {}) };
       await this.everywhere(handle, version, serial, m, secondaries, () => this.local(() => this.d.store.write(handle, offset, data)));
-      this.d.pushes.markUsed(dataId);
+      this.d.pushes.used(dataId);
       return { offset };
     });
     const attr = await extended;
@@ -207,7 +207,7 @@ export class DataPath {
         case 'write': {
           const data = m.data ?? this.pushed(m.dataId);
           await this.writePieces(handle, m.offset, data, m.extents, chunkSize);
-          this.d.pushes.markUsed(m.dataId);
+          this.d.pushes.used(m.dataId);
           break;
         }
         case 'pad':
