@@ -201,6 +201,26 @@ describe('short-circuit reads on a cluster', () => {
     await waitFor('the corrupt replica reported', 10_000, async () => c.master.stderr.some((l) => l.includes(`corrupt replica of chunk ${chunk.handle} on ${address}`)));
   });
 
+  it('large writes gather in the same pool of blocks (GfsClient.writeBuffer) and arrive whole; small ones do not take a block', async () => {
+    const cl = await newClient(defaults.localReadBytes);
+    const want = randomBytes(6 * MiB + 123);
+    const before = alignedPoolCounts();
+    const { ino } = await cl.create('/w', 0o644, 0, 0, true, true);
+    const f = cl.openFile(ino, { append: false, writable: true });
+    for (let at = 0; at < want.length; at += MiB) await f.write(at, want.subarray(at, at + MiB));
+    await cl.closeFile(f);
+    const taken = (c: ReturnType<typeof alignedPoolCounts>) => c.made + c.reused;
+    expect(taken(alignedPoolCounts())).toBeGreaterThan(taken(before));
+    const small = alignedPoolCounts();
+    const g = cl.openFile((await cl.create('/small', 0o644, 0, 0, true, true)).ino, { append: false, writable: true });
+    await g.write(0, Buffer.from('a few bytes'));
+    await cl.closeFile(g);
+    expect(taken(alignedPoolCounts())).toBe(taken(small));
+    const reader = await newClient(0); // through the chunkservers, nothing of the writer's cached
+    expect((await readAll(reader, '/w')).equals(want)).toBe(true);
+    expect((await readAll(reader, '/small')).toString()).toBe('a few bytes');
+  });
+
   it("a chunkserver whose id file here holds another id is another host's: read through it", async () => {
     const { c, m1, scratch } = env;
     await ok(`head -c 4000000 /dev/urandom > ${scratch}/h && cp ${scratch}/h ${m1}/h`);

@@ -246,7 +246,7 @@ export class OpenFile {
       // A rewrite of buffered bytes: send what is buffered first, so the order of writes holds.
       if (this.extents.some((e) => overlaps(e, { start: pos, end }))) await this.sendBuffered();
       const room = data.length >= STREAM_WRITE ? Math.max(data.length, Math.min(STREAM_ROOM, this.client.cfg.writeBufferBytes)) : data.length;
-      const buf = Buffer.allocUnsafe(room);
+      const buf = this.client.writeBuffer(room);
       data.copy(buf);
       this.extents.push({ start: pos, end, buf });
     }
@@ -260,7 +260,7 @@ export class OpenFile {
     const used = e.end - e.start;
     if (used + more <= e.buf.length) return;
     const next = e.buf.length >= STREAM_ROOM ? this.client.cfg.writeBufferBytes : e.buf.length * 2;
-    const buf = Buffer.allocUnsafe(Math.max(used + more, next));
+    const buf = this.client.writeBuffer(Math.max(used + more, next));
     e.buf.copy(buf, 0, 0, used);
     e.buf = buf;
   }
