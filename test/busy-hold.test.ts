@@ -1,5 +1,6 @@
 // BusyHold without processes: held work goes when the callers pause (no request begun, none
-// being served, for a whole period), when it has waited its longest, or when it is asked for.
+// being served, none of the latest callers asleep on a request, for a whole period), when it has
+// waited its longest, or when it is asked for.
 
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BusyHold } from '../src/client/busy-hold.js';
@@ -45,6 +46,36 @@ describe('busy hold', () => {
     hold.done();
     await pass(QUIET * 2 + 1);
     expect(a.gone()).toBe(true);
+  });
+
+  it('a latest caller asleep on a request not read yet is no pause; one asleep on anything else, or long past, is', async () => {
+    const onRequest = new Set<number>([7]); // (what /proc would say: pid 7 sleeps waiting for an answer)
+    const hold = new BusyHold<string>(QUIET, MAX, (pid) => onRequest.has(pid));
+    for (const pid of [7, 8]) {
+      hold.begin(pid);
+      hold.done();
+    }
+    const a = tracked(hold, 'a');
+    await pass(QUIET * 10);
+    expect(a.gone()).toBe(false);
+    onRequest.delete(7); // its request came in and was answered, or it went on to other things
+    await pass(QUIET * 2 + 1);
+    expect(a.gone()).toBe(true);
+    // Eight callers later, pid 7 no longer counts (it may wait on another file system's request).
+    onRequest.add(7);
+    for (let pid = 100; pid < 108; pid++) {
+      hold.begin(pid);
+      hold.done();
+    }
+    const b = tracked(hold, 'b');
+    await pass(QUIET * 2 + 1);
+    expect(b.gone()).toBe(true);
+    // The kernel's own requests (pid 0) are nobody's to wait for.
+    const c = tracked(hold, 'c');
+    hold.begin(0);
+    hold.done();
+    await pass(QUIET * 3 + 1);
+    expect(c.gone()).toBe(true);
   });
 
   it('lets work go once it has waited its longest, oldest first, while the callers stay busy', async () => {

@@ -2,7 +2,8 @@
 // mounted through FuseMount and driven with real shell tools. Every access to the mount goes
 // through an asynchronous child process: this process serves the mount on its JS thread, so a
 // synchronous fs call into the mount from here would deadlock.
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -10,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
 
 import type { FuseOps, MountOptions, PosixLock, Stat, Timespec } from "../src/fuse/native/api.js";
-import { currentCaller, FuseMount, KernelOp } from "../src/fuse/native/index.js";
+import { currentCaller, FuseMount, KernelOp, waitsOnRequest } from "../src/fuse/native/index.js";
 
 const E = os.constants.errno;
 const O_APPEND = os.constants.O_APPEND ?? 0o2000;
@@ -556,6 +557,48 @@ except OSError as e:
     print(e.strerror)`;
     r = await sh(`python3 -c '${py}'`);
     expect(r.stdout).toBe("Input/output error\n");
+  });
+});
+
+describe("callers: onRequest gets each caller's pid, waitsOnRequest tells one asleep on a request (proc-state.c)", () => {
+  const calls: Call[] = [];
+  const pids: number[] = [];
+  let t: TempMount | undefined;
+  let answerSlow: (() => void) | undefined;
+
+  beforeAll(async () => {
+    const base = memFs(calls);
+    // A getattr of /slow is answered only when the test says so: its caller sleeps on it meanwhile.
+    const ops: FuseOps = { ...base, getattr: (p, cb) => (p === "/slow" ? (answerSlow = () => base.getattr(p, cb)) : base.getattr(p, cb)) };
+    t = await mountTemp("gfs-native-callers-", ops, { attrTimeout: 0, entryTimeout: 0, fsname: "gfs-test-callers", onRequest: (pid) => pids.push(pid) });
+  }, 30_000);
+
+  afterAll(() => {
+    answerSlow?.();
+    return unmountTemp(t);
+  }, 30_000);
+
+  test("a stat waiting for our answer: true until answered; a sleeping process, a gone one: false", async () => {
+    const statter = spawn("stat", ["-c", "%s", `${t!.M}/slow`], { stdio: "ignore" });
+    const sleeper = spawn("sleep", ["30"], { stdio: "ignore" });
+    try {
+      const statPid = statter.pid!;
+      await waitFor(() => answerSlow !== undefined);
+      expect(answerSlow).toBeDefined();
+      expect(pids).toContain(statPid);
+      expect(waitsOnRequest(statPid)).toBe(true);
+      const state = (pid: number) => readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /s, "")[0];
+      await waitFor(() => state(sleeper.pid!) === "S"); // asleep in its nanosleep
+      expect(state(sleeper.pid!)).toBe("S");
+      expect(waitsOnRequest(sleeper.pid!)).toBe(false);
+      const exited = new Promise((r) => statter.once("exit", r));
+      answerSlow!();
+      await exited;
+      expect(waitsOnRequest(statPid)).toBe(false);
+    } finally {
+      statter.kill("SIGKILL");
+      sleeper.kill("SIGKILL");
+    }
   });
 });
 

@@ -9,12 +9,20 @@
 // 1,178/1,239 files/s; `cp -r` of the bench tree 9.2 -> 18.7/19.3 MB/s.
 //
 // Held work goes when
-// - no request came in one whole period of quietMs (writeBehindQuietMs, 20 by default) and none
-//   is being served (the callers paused; one waiting for an answer is not paused, it is waiting
-//   for us),
+// - no request came in one whole period of quietMs (writeBehindQuietMs, 20 by default), none
+//   is being served, and none of the latest callers sleeps waiting for a request's answer (the
+//   callers paused; one waiting for an answer is not paused, it is waiting for us). The last:
+//   with both CPUs busy (V8's collector threads, pushes under way, the caller) the thread that
+//   reads the next request from the kernel can wait 20 ms and more for a CPU, and what is held
+//   went in that "pause", adding to the load (perf: cp's FUSE_WRITE unread for 16 ms while four
+//   collector threads ran; /proc/PID/wchan of cp: request_wait_answer; in a `cp -r` of the bench
+//   tree while the previous copy's pushes ran, 7 such releases, none since),
 // - it has waited maxMs (a caller that never pauses still gets its data out),
 // - release(key): someone needs that file's data now (a read, stat, fsync, recall of it), or
 // - releaseAll(): everything (unmount, too much held, a write that goes out without waiting).
+
+/** The latest callers (by pid) looked at before held work goes. */
+const RECENT_CALLERS = 8;
 
 interface Held<K> {
   readonly key: K;
@@ -35,17 +43,26 @@ export class BusyHold<K> {
   private timer: NodeJS.Timeout | undefined;
   private immediate: NodeJS.Immediate | undefined;
   private tickDue = 0;
+  /** The latest callers' pids, the latest last (a Map keeps the order of insertion). */
+  private readonly callers = new Map<number, true>();
 
   constructor(
     private readonly quietMs: number,
     /** 0: nothing is held. */
     private readonly maxMs: number,
+    /** Whether process pid sleeps waiting for a request's answer; undefined: not known. */
+    private readonly waitsOnRequest?: (pid: number) => boolean,
   ) {}
 
-  /** A caller's request came in (the mount is busy until its answer: done()). */
-  begin(): void {
+  /** A caller's request came in (the mount is busy until its answer: done()); pid 0: the kernel's own. */
+  begin(pid = 0): void {
     this.requests++;
     this.serving++;
+    if (pid > 0 && this.waitsOnRequest) {
+      this.callers.delete(pid);
+      this.callers.set(pid, true);
+      if (this.callers.size > RECENT_CALLERS) this.callers.delete(this.callers.keys().next().value!);
+    }
   }
 
   /** A request begun was answered. */
@@ -112,13 +129,18 @@ export class BusyHold<K> {
     this.immediate = setImmediate(() => this.look());
   }
 
+  private aCallerWaits(): boolean {
+    for (const pid of this.callers.keys()) if (this.waitsOnRequest?.(pid)) return true;
+    return false;
+  }
+
   private look(): void {
     this.immediate = undefined;
     const now = Date.now();
     // A look that comes late ran after a stall of this thread (a long GC, a long task): that is no
     // pause of the callers.
     const onTime = now - this.tickDue < this.quietMs / 2;
-    if (onTime && this.serving === 0 && this.requests === this.requestsAtTick) return this.releaseAll();
+    if (onTime && this.serving === 0 && this.requests === this.requestsAtTick && !this.aCallerWaits()) return this.releaseAll();
     this.requestsAtTick = this.requests;
     while (this.head < this.queue.length) {
       const h = this.queue[this.head];

@@ -58,9 +58,11 @@ export class GfsClient {
      * on this host (local-reads.ts) and for large write buffers (writeBuffer). The mount passes its addon's.
      */
     private readonly alignedAlloc?: AlignedAlloc,
+    /** Whether a caller (pid) sleeps waiting for a request's answer (busy-hold.ts); the mount passes its addon's. */
+    waitsOnRequest?: (pid: number) => boolean,
   ) {
     this.cfg = { ...cfg };
-    this.hold = cfg.writeBehindHoldMs > 0 ? new BusyHold(Math.max(1, cfg.writeBehindQuietMs), cfg.writeBehindHoldMs) : undefined;
+    this.hold = cfg.writeBehindHoldMs > 0 ? new BusyHold(Math.max(1, cfg.writeBehindQuietMs), cfg.writeBehindHoldMs, waitsOnRequest) : undefined;
     const giveBack = (inos: number[]) => {
       for (const ino of inos) this.attrs.renew(ino); // (the last moment they are known right)
       return this.master.call('giveBack', { inos });
@@ -116,8 +118,8 @@ export class GfsClient {
    * A request of one of the mount's callers begins or is answered: while they keep the mount busy,
    * background work that can wait does (busy-hold.ts).
    */
-  requestBegun(): void {
-    this.hold?.begin();
+  requestBegun(pid = 0): void {
+    this.hold?.begin(pid);
   }
 
   requestAnswered(): void {

@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import type { GfsConfig } from '../config.js';
 import { GfsClient } from '../client/client.js';
 import { logger, type Logger } from '../log.js';
-import { alignedBuffer, alignedPoolCounts, currentCaller, FuseMount } from './native/index.js';
+import { alignedBuffer, alignedPoolCounts, currentCaller, FuseMount, waitsOnRequest } from './native/index.js';
 import { fuseOps } from './ops.js';
 import { IO_BLOCK } from './stat.js';
 
@@ -46,7 +46,7 @@ export interface RunningMount {
 
 export async function mountGfs(opts: MountOptions): Promise<RunningMount> {
   const log = opts.log ?? logger('mount');
-  const client = new GfsClient(opts.masterUrl, opts.cfg, log, alignedBuffer);
+  const client = new GfsClient(opts.masterUrl, opts.cfg, log, alignedBuffer, waitsOnRequest);
   await client.connect(); // an unreachable master is a start-up error, not a hung mount
   const isRoot = process.getuid?.() === 0;
   const ops = fuseOps(client, currentCaller);
@@ -69,7 +69,7 @@ export async function mountGfs(opts: MountOptions): Promise<RunningMount> {
     pinThreads: opts.cfg.pinFuseThreads > 0,
     readdirPlus: opts.cfg.readdirPlus > 0,
     busyPollUs: opts.cfg.busyPollUs,
-    onRequest: () => client.requestBegun(),
+    onRequest: (pid) => client.requestBegun(pid),
     onAnswered: () => client.requestAnswered(),
   });
   try {

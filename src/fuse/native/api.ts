@@ -159,8 +159,11 @@ export interface MountOptions {
    * 0 or absent: never.
    */
   busyPollUs?: number;
-  /** Called on the JS thread as each request comes in (before its handler) and once it is answered. */
-  onRequest?: () => void;
+  /**
+   * Called on the JS thread as each request comes in (before its handler), with the calling
+   * process (0: the kernel's own, such as a write-back), and once it is answered.
+   */
+  onRequest?: (pid: number) => void;
   onAnswered?: () => void;
   debug?: boolean;
 }

@@ -4,7 +4,7 @@
   "targets": [
     {
       "target_name": "fuse",
-      "sources": ["fuse-native.c", "names-cache.c", "page-store.c", "readdir-plus.c", "busy-poll.c", "retry-gate.c", "thread-placement.c", "aligned-pool.c"],
+      "sources": ["fuse-native.c", "names-cache.c", "page-store.c", "readdir-plus.c", "busy-poll.c", "retry-gate.c", "proc-state.c", "thread-placement.c", "aligned-pool.c"],
       "include_dirs": ["/usr/include/fuse"],
       "defines": ["FUSE_USE_VERSION=29", "_FILE_OFFSET_BITS=64", "NAPI_VERSION=8"],
       "libraries": ["-lfuse", "-pthread"],

@@ -71,6 +71,7 @@
 #include "readdir-plus.h"
 #include "busy-poll.h"
 #include "aligned-pool.h"
+#include "proc-state.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Operations. The order is the order of OP_NAMES, which is exported to JS as `opNames`.      */
@@ -1476,6 +1477,20 @@ static napi_value js_aligned_pool_counts (napi_env env, napi_callback_info info)
   return out;
 }
 
+/* waitsOnRequest(pid) -> boolean: the process sleeps waiting for a FUSE request's answer (proc-state.h) */
+static napi_value js_waits_on_request (napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  uint32_t pid;
+  NAPI_OK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) { throw_error(env, "waitsOnRequest: expected (pid)"); return NULL; }
+  NAPI_OK(napi_get_value_uint32(env, argv[0], &pid));
+  return make_bool(env, proc_state_of(pid) == PROC_ON_REQUEST);
+napi_fail:
+  throw_error(env, "waitsOnRequest: bad arguments");
+  return NULL;
+}
+
 /* reply(mount, slot, seq, result, extra1?, extra2?) -> boolean (false: stale or duplicate) */
 static napi_value js_reply (napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -1957,6 +1972,7 @@ static napi_value init_module (napi_env env, napi_value exports) {
     { "kernelRequests", NULL, js_kernel_requests, NULL, NULL, NULL, napi_enumerable, NULL },
     { "alignedBuffer", NULL, js_aligned_buffer, NULL, NULL, NULL, napi_enumerable, NULL },
     { "alignedPoolCounts", NULL, js_aligned_pool_counts, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "waitsOnRequest", NULL, js_waits_on_request, NULL, NULL, NULL, napi_enumerable, NULL },
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
 

@@ -61,6 +61,7 @@ interface Binding {
   kernelRequests(handle: object, opcode: number): number;
   alignedBuffer(bytes: number): Buffer | null;
   alignedPoolCounts(): [reused: number, made: number, keptBytes: number];
+  waitsOnRequest(pid: number): boolean;
   opNames: string[];
   statLength: number;
   statfsLength: number;
@@ -109,6 +110,14 @@ export function alignedBuffer(bytes: number): Buffer | null {
 export function alignedPoolCounts(): { reused: number; made: number; keptBytes: number } {
   const [reused, made, keptBytes] = loadBinding().alignedPoolCounts();
   return { reused, made, keptBytes };
+}
+
+/**
+ * Process pid sleeps in the kernel waiting for a FUSE request's answer (/proc/PID/stat and wchan,
+ * proc-state.h); false where that cannot be read.
+ */
+export function waitsOnRequest(pid: number): boolean {
+  return loadBinding().waitsOnRequest(pid);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,7 +424,7 @@ export class FuseMount implements FuseMountHandle {
       return;
     }
     caller = { uid, gid, pid, killPrivs: killPrivs === true };
-    this.opts.onRequest?.();
+    this.opts.onRequest?.(pid);
     const handle = this.handle;
     const name = b.opNames[op] ?? `op${op}`;
     let replied = false;

@@ -1,13 +1,10 @@
 /* Renames held back while a process retries a look-up that a rename made fail (retry-gate.h). */
 
 #include "retry-gate.h"
+#include "proc-state.h"
 
-#include <fcntl.h>
 #include <pthread.h>
-#include <stdio.h>
-#include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #define MS 1000000ull
 
@@ -108,31 +105,16 @@ void gate_request_answered (uint32_t pid, enum gate_answer what) {
   pthread_mutex_unlock(&lock);
 }
 
-/* Reads a small /proc file into buf (NUL-terminated); its length, or -1. */
-static int read_proc (uint32_t pid, const char *what, char *buf, size_t size) {
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/%u/%s", pid, what);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  ssize_t n = read(fd, buf, size - 1);
-  close(fd);
-  if (n < 0) return -1;
-  buf[n] = '\0';
-  return (int) n;
-}
-
 /* 1 if the process of slot i is on its way to its retry (retry-gate.h). Under lock. */
 static int on_its_way (int i, uint64_t now) {
   if (slots[i].under_way > 0) return 1;
   if (!slots[i].looked_up) return 0;
-  char buf[512];
-  if (read_proc(slots[i].pid, "stat", buf, sizeof(buf)) < 0) return 0; /* gone */
-  const char *end = strrchr(buf, ')'); /* "pid (comm) S ...": comm may hold anything */
-  if (end == NULL || end[1] != ' ') return 0;
-  if (end[2] == 'R') return slots[i].asleep_since = 0, 1;
-  char wchan[128];
-  if (read_proc(slots[i].pid, "wchan", wchan, sizeof(wchan)) > 0 && strcmp(wchan, "0") != 0) {
-    return strstr(wchan, "fuse") != NULL || strstr(wchan, "request_wait_answer") != NULL;
+  switch (proc_state_of(slots[i].pid)) {
+    case PROC_GONE: return 0;
+    case PROC_RUNNABLE: return slots[i].asleep_since = 0, 1;
+    case PROC_ON_REQUEST: return 1;
+    case PROC_ASLEEP: return 0;
+    case PROC_ASLEEP_UNKNOWN: break;
   }
   if (slots[i].asleep_since == 0) slots[i].asleep_since = now;
   return now - slots[i].asleep_since < GATE_ASLEEP_MS * MS;
