@@ -43,6 +43,7 @@ const tunables: Array<[flag: string, key: keyof GfsConfig, help: string, parse: 
   ['--dead-after-ms <ms>', 'deadAfterMs', 'silence after which a chunkserver is dead (master)', parseCount],
   ['--rpc-timeout-ms <ms>', 'rpcTimeoutMs', 'time-out of one request', parseCount],
   ['--client-retry-ms <ms>', 'clientRetryMs', 'how long a mount retries before EIO', parseCount],
+  ['--checkpoint-every <n>', 'checkpointEvery', 'op-log records after which the master starts a new log and writes a checkpoint in the background (master)', parseCount],
   ['--trash-grace-ms <ms>', 'trashGraceMs', 'how long deleted files stay restorable in the trash (master)', parseCount],
   ['--copies-per-server <n>', 'copiesPerServer', 'chunk copies one chunkserver receives at a time', parseCount],
   ['--scrub-interval-ms <ms>', 'scrubIntervalMs', 'background checksum scan: one idle replica per interval, 0 = off (chunkserver)', parseCount],

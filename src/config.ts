@@ -108,7 +108,10 @@ export interface GfsConfig {
    * ones go after half a lease.
    */
   chunkPoolSize: number;
-  /** Op-log records after which the master writes a checkpoint and starts a new log. */
+  /**
+   * Op-log records after which the master starts a new log and a worker thread writes a checkpoint
+   * (the last one with the logs since replayed): a restart replays at most about this many records.
+   */
   checkpointEvery: number;
   /** How long a deleted file stays in the trash, restorable with `gfs undelete` (the paper's 3 days). */
   trashGraceMs: number;

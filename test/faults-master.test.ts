@@ -3,7 +3,9 @@
 // away, mount operations wait up to --client-retry-ms, then fail with EIO.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readCheckpoint } from '../src/master/checkpoint.js';
 import { ok, root, sh, TestCluster, withCluster } from './helpers/cluster.js';
 import { replicationProblems, sleep, status, waitFor } from './helpers/faults.js';
 
@@ -12,7 +14,8 @@ const gfs = `node ${join(root, 'dist/cli.js')}`;
 describe('master restart', () => {
   const env = withCluster({
       chunkservers: 3,
-      args: ['--chunk-size', '4M', '--heartbeat-ms', '500', '--dead-after-ms', '4000', '--lease-ms', '3000', '--trash-grace-ms', '600000'],
+      // A checkpoint every 40 op-log records: kills land before, during and after them.
+      args: ['--chunk-size', '4M', '--heartbeat-ms', '500', '--dead-after-ms', '4000', '--lease-ms', '3000', '--trash-grace-ms', '600000', '--checkpoint-every', '40'],
     }, 1);
   let c: TestCluster, m: string, scratch: string;
   beforeAll(() => void ({ c, m1: m, scratch } = env));
@@ -47,6 +50,37 @@ describe('master restart', () => {
     await ok(`for i in $(seq 1 40); do cmp ${scratch}/w$i ${m2}/w/w$i || exit 1; done`);
     const paths = [...Array.from({ length: 6 }, (_, i) => `/tree/a/t${i + 1}`), ...Array.from({ length: 40 }, (_, i) => `/w/w${i + 1}`)];
     await waitFor('locations relearned: 3 replicas of every chunk', 30_000, async () => (await replicationProblems(c, paths, 3)) === '', () => replicationProblems(c, paths, 3));
+  });
+
+  it('makes checkpoints in the background while it serves; a kill -9 under a stream of creates loses none of them', async () => {
+    const data = c.master.dataDir;
+    const checkpointGen = async () => (await readCheckpoint(join(data, 'checkpoint')))!.gen;
+    const logs = async () => (await readdir(data)).filter((f) => f.startsWith('oplog.'));
+    const genBefore = await checkpointGen();
+    const FILES = 1500;
+    // Made by another mount: this one then sends each create to the master before answering it.
+    const m2 = await c.mount();
+    await ok(`mkdir ${m2}/ck`);
+    const workload = sh(`n=${FILES}; for i in $(seq 1 $n); do echo "file $i" > ${m}/ck/f$i || exit 1; echo $i >> ${scratch}/ck-acked; done`);
+    const acked = async () => Number((await sh(`cat ${scratch}/ck-acked 2>/dev/null | wc -l`)).stdout.trim());
+    await waitFor('a checkpoint made under the workload', 60_000, async () => (await checkpointGen()) > genBefore);
+    await waitFor('more files', 60_000, async () => (await acked()) >= 200);
+    await c.kill(c.master, 'SIGKILL');
+    const ackedAtKill = await acked();
+    await c.restartMaster();
+    const r = await workload;
+    expect(r.code, r.stderr).toBe(0);
+    expect(ackedAtKill).toBeLessThan(FILES);
+    const want = Array.from({ length: FILES }, (_, i) => `file ${i + 1}`).join('\n');
+    expect((await ok(`cd ${m}/ck && cat $(seq -f f%g 1 ${FILES})`)).trim()).toBe(want);
+    // Checkpoints go on after the restart, and the logs they replace are removed.
+    const genAfterRestart = await checkpointGen();
+    await ok(`for i in $(seq 1 100); do touch ${m}/ck/g$i; done`);
+    await waitFor('a checkpoint after the restart', 30_000, async () => (await checkpointGen()) > genAfterRestart);
+    await waitFor('old logs removed', 30_000, async () => (await logs()).length <= 2, async () => (await logs()).join(' '));
+    // What another mount sees comes from the master's state.
+    expect((await ok(`cd ${m2}/ck && cat $(seq -f f%g 1 ${FILES})`)).trim()).toBe(want);
+    expect((await ok(`ls ${m2}/ck | wc -l`)).trim()).toBe(String(FILES + 100));
   });
 
   it('a namespace change retried after a lost reply is applied once, also across a master restart', async () => {

@@ -1,15 +1,20 @@
 // The master's op log on its own: what a crash in the middle of a write leaves behind.
 
 import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { constants } from 'node:fs';
 import { mkdtemp, open, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readCheckpoint, writeCheckpoint } from '../src/master/checkpoint.js';
 import { OpLog, parseRecords } from '../src/master/oplog.js';
-import type { Namespace } from '../src/master/namespace.js';
+import { Namespace } from '../src/master/namespace.js';
 import { nowTimespec } from '../src/master/ops.js';
 
 const CHUNK = 1 << 20;
-const openLog = (dir: string) => OpLog.open(dir, CHUNK, 1_000_000, (n: Namespace) => () => n.image());
+const openLog = (dir: string, checkpointEvery = 1_000_000, warn?: (m: string) => void) => OpLog.open(dir, CHUNK, checkpointEvery, undefined, warn);
+const logsIn = async (dir: string) => (await readdir(dir)).filter((f) => f.startsWith('oplog.')).sort();
+const checkpointGen = async (dir: string) => (await readCheckpoint(join(dir, 'checkpoint')))!.gen;
 const mkdirOp = (ns: Namespace, path: string) => ({ t: 'mkdir' as const, path, mode: 0o755, uid: 0, gid: 0, ino: ns.nextIno, time: nowTimespec() });
 
 async function addDir(ns: Namespace, log: OpLog, path: string): Promise<void> {
@@ -106,5 +111,71 @@ describe('op log', () => {
       expect(ns.resolve('/c').type).toBe('dir');
       expect(() => ns.resolve('/z')).toThrow();
       await log.close();
+    }));
+
+  it('goes on logging while a checkpoint is made; until it is on disk, a restart replays the last one and every log since', () =>
+    inTempDir(async (dir) => {
+      const warnings: string[] = [];
+      let warned = () => {};
+      const oneWarning = new Promise<void>((resolve) => (warned = resolve));
+      let { ns, log } = await openLog(dir, 5, (m) => {
+        warnings.push(m);
+        warned();
+      });
+      // The worker's temporary checkpoint file is a FIFO: opening it for writing blocks until a
+      // reader comes, so the checkpoint stays under way for as long as the test wants.
+      const tmp = join(dir, 'checkpoint.tmp');
+      execFileSync('mkfifo', [tmp]);
+      for (let i = 0; i < 5; i++) await addDir(ns, log, `/a${i}`); // the fifth's flush switches logs
+      for (let i = 0; i < 3; i++) await addDir(ns, log, `/b${i}`); // answered with the checkpoint stuck
+      expect(await logsIn(dir)).toEqual(['oplog.0', 'oplog.1']);
+      expect(await checkpointGen(dir)).toBe(0);
+      // A reader lets the open through; a positional write to a FIFO then fails (ESPIPE).
+      const reader = await open(tmp, constants.O_RDONLY | constants.O_NONBLOCK);
+      await oneWarning;
+      await reader.close();
+      expect(warnings.join('\n')).toMatch(/checkpoint 1 failed/);
+      await log.close();
+
+      // What a crash during the checkpoint leaves: the last checkpoint and both logs, replayed in order.
+      await rm(tmp);
+      ({ ns, log } = await openLog(dir, 1));
+      const names = [...Array.from({ length: 5 }, (_, i) => `/a${i}`), ...Array.from({ length: 3 }, (_, i) => `/b${i}`)];
+      for (const p of names) expect(ns.resolve(p).type).toBe('dir');
+      await addDir(ns, log, '/c'); // 9 records since checkpoint 0: a new one (2) is made, and the logs before it go
+      await log.close(); // waits for the checkpoint under way
+      expect(await logsIn(dir)).toEqual(['oplog.2']);
+      expect(await checkpointGen(dir)).toBe(2);
+      const again = await openLog(dir);
+      expect(again.replayed).toBe(0); // all of it is in the checkpoint
+      for (const p of [...names, '/c']) expect(again.ns.resolve(p).type).toBe('dir');
+      await again.log.close();
+      expect(warnings).toHaveLength(1);
+    }));
+
+  it('writes a checkpoint of many slices that reads back as the same namespace', () =>
+    inTempDir(async (dir) => {
+      const ns = new Namespace([1, 0]);
+      const op = (o: Parameters<Namespace['apply']>[0]) => ns.apply(o);
+      op({ t: 'mkdir', path: '/d', mode: 0o700, uid: 3, gid: 4, ino: ns.nextIno, time: [2, 7] });
+      for (let i = 0; i < 20_000; i++) {
+        const ino = ns.nextIno;
+        op({ t: 'create', path: `/d/f${i}`, mode: 0o644, uid: i, gid: 1, ino, time: [3, i] });
+        if (i % 3 === 0) op({ t: 'addChunk', ino, index: i % 5, handle: ns.nextHandle });
+        if (i % 7 === 0) op({ t: 'setxattr', ino, name: 'user.n', value: Buffer.from(String(i)), time: [4, 0] });
+      }
+      op({ t: 'symlink', path: '/s', target: 'd/f1', uid: 0, gid: 0, ino: ns.nextIno, time: [5, 0] });
+      op({ t: 'unlink', path: '/d/f2', time: [6, 0] }); // into the trash
+      for (let h = 1; h < ns.nextHandle; h += 2) op({ t: 'version', handle: h, version: h + 1 });
+      const path = join(dir, 'checkpoint');
+      await writeCheckpoint(path, 42, CHUNK, ns);
+      const back = await readCheckpoint(path);
+      expect(back!.gen).toBe(42);
+      expect(back!.chunkSize).toBe(CHUNK);
+      expect(back!.image).toEqual(ns.image());
+      expect(Namespace.fromImage(back!.image).image()).toEqual(ns.image());
+      expect(back!.image.inodes.length).toBe(20_003);
+      expect(back!.image.trash!.length).toBe(1);
+      expect(await readdir(dir)).toEqual(['checkpoint']); // the temporary file was renamed
     }));
 });

@@ -373,23 +373,12 @@ export class Namespace {
 
   // ------------------------------------------------------------------ checkpoint image
 
+  /** The whole state as one value (the checkpoint file is written piecewise: see checkpoint.ts). */
   image(): NamespaceImage {
-    const inodes: InodeImage[] = [];
-    for (const n of this.inodes.all()) {
-      const img: InodeImage = {
-        ino: n.ino, type: n.type, perm: n.perm, uid: n.uid, gid: n.gid, nlink: n.nlink, size: n.size,
-        atime: n.atime, mtime: n.mtime, ctime: n.ctime,
-      };
-      if (n.type === 'file') img.chunks = [...n.chunks!];
-      if (n.type === 'symlink') img.target = n.target;
-      if (n.type === 'dir') {
-        img.children = [...n.children!];
-        img.parent = n.parent;
-      }
-      if (n.xattrs) img.xattrs = n.xattrs;
-      inodes.push(img);
-    }
-    return { inodes, nextIno: this.nextIno, nextHandle: this.nextHandle, versions: [...this.versions], trash: [...this.trash] };
+    return {
+      inodes: [...this.inodes.all()].map(inodeImage), nextIno: this.nextIno, nextHandle: this.nextHandle,
+      versions: [...this.versions], trash: [...this.trash],
+    };
   }
 
   static fromImage(img: NamespaceImage): Namespace {
@@ -412,4 +401,20 @@ export class Namespace {
     for (const [ino, t] of img.trash ?? []) ns.trash.set(ino, t);
     return ns;
   }
+}
+
+/** One inode as the checkpoint stores it. */
+export function inodeImage(n: Inode): InodeImage {
+  const img: InodeImage = {
+    ino: n.ino, type: n.type, perm: n.perm, uid: n.uid, gid: n.gid, nlink: n.nlink, size: n.size,
+    atime: n.atime, mtime: n.mtime, ctime: n.ctime,
+  };
+  if (n.type === 'file') img.chunks = [...n.chunks!];
+  if (n.type === 'symlink') img.target = n.target;
+  if (n.type === 'dir') {
+    img.children = [...n.children!];
+    img.parent = n.parent;
+  }
+  if (n.xattrs) img.xattrs = n.xattrs;
+  return img;
 }

@@ -72,7 +72,9 @@ export async function startMaster(opts: MasterOptions): Promise<RunningMaster> {
   await mkdir(opts.dataDir, { recursive: true });
   const t0 = Date.now();
   const replies = new Replies();
-  const { ns, log: oplog, recovered, replayed } = await OpLog.open(opts.dataDir, cfg.chunkSize, cfg.checkpointEvery, (n) => () => n.image(), (op, after) => replies.replayed(op, after));
+  const { ns, log: oplog, recovered, replayed } = await OpLog.open(
+    opts.dataDir, cfg.chunkSize, cfg.checkpointEvery, (op, after) => replies.replayed(op, after), (m) => log.warn(m),
+  );
   log.info(`namespace loaded: ${ns.fileCount} inodes, ${ns.versions.size} chunks, ${replayed} log records replayed in ${Date.now() - t0} ms`);
 
   const cluster = new Cluster(cfg.deadAfterMs, cfg.chunkSize);
