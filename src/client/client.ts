@@ -108,6 +108,7 @@ export class GfsClient {
     this.maxRecordBytes = maxRecordBytes(this.cfg);
   }
 
+  /** Changes answered ahead that the master has not taken yet are dropped: settled() first. */
   close(): void {
     clearInterval(this.idleTimer);
     this.master.close();
