@@ -1,15 +1,13 @@
 // The checkpoint file: the whole namespace, {gen, chunkSize, image} in msgpack behind an 8-byte
 // header ([u32 length][u32 crc32] of the body); written to a temporary file, then renamed over
-// the last one.
+// the last one. The master's checkpoint worker writes it (oplog.ts, checkpoint-worker.ts).
 //
-// It is written from a snapshot (Namespace.clone), a slice of inodes at a time, with the event
-// loop free between slices: the master goes on serving and logging while a million files go out
-// (the paper's checkpoint "in a separate thread"). Built and encoded in one piece, a million files
-// held every request up for ~2.9 s (scripts/bench-meta, checkpoint_event_loop_stall_s). msgpack
-// can be written piecewise: an array's header carries its count and its elements follow as values
-// encoded one after another, so the file still reads back with one decode.
+// It is written a slice of inodes at a time, so that neither the whole image (an object per
+// inode) nor the whole encoded file (~125 MB at a million files) is ever held at once. msgpack can
+// be written piecewise: an array's header carries its count and its elements follow as values
+// encoded one after another, so the file reads back with one decode, as when it was one value.
 
-import { open, readFile, rename } from 'node:fs/promises';
+import { open, readFile, rename, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { crc32 } from '../protocol/crc32.js';
 import { decode, encode, encodeLarge, releaseDecoded } from '../protocol/rpc.js';
@@ -21,7 +19,7 @@ export interface Checkpoint {
   image: NamespaceImage;
 }
 
-/** Inodes (or version pairs) encoded per slice: ~1 MB, a few ms of the event loop each. */
+/** Inodes (or version pairs) made and encoded per slice: ~1 MB of file each. */
 const SLICE = 8192;
 
 /** Bytes that go to the file in one write: small values are gathered up to this. */
@@ -54,7 +52,7 @@ class BodyWriter {
   length = 0;
   crc = 0;
 
-  constructor(private readonly fh: Awaited<ReturnType<typeof open>>) {}
+  constructor(private readonly fh: FileHandle) {}
 
   async put(b: Buffer): Promise<void> {
     this.parts.push(b);
@@ -64,7 +62,7 @@ class BodyWriter {
     if (this.held >= WRITE_BYTES) await this.flush();
   }
 
-  /** An array of count elements, made and encoded a slice at a time; the event loop runs between. */
+  /** An array of count elements, made, encoded and written a slice at a time. */
   async putArray<T>(count: number, items: Iterable<T>, slice = SLICE): Promise<void> {
     await this.put(arrayHeader(count));
     let batch: T[] = [];
@@ -84,7 +82,7 @@ class BodyWriter {
 
   private async putSlice<T>(batch: T[]): Promise<void> {
     await this.put(arrayBody(encodeLarge(batch)));
-    await this.flush(); // and let the event loop run
+    await this.flush();
   }
 
   async flush(): Promise<void> {
@@ -103,7 +101,7 @@ function* images(ns: Namespace) {
 }
 
 /**
- * Write ns (a snapshot nothing changes while this runs) as the checkpoint of generation gen at
+ * Write ns (which nothing may change while this runs) as the checkpoint of generation gen at
  * path: on disk, and in place of the last one, when this resolves; the last one stays whole if it
  * throws.
  */
