@@ -166,6 +166,7 @@ export function configFrom(partial: Partial<GfsConfig>): GfsConfig {
     throw new Error(`chunk size ${cfg.chunkSize} must be a multiple of ${cfg.checksumBlock}`);
   }
   if (cfg.replication < 1) throw new Error('replication must be at least 1');
+  if (cfg.checkpointEvery < 1) throw new Error('checkpoint-every must be at least 1 (op-log records per checkpoint)');
   // A whole write buffer travels in one frame; keep some room for the envelope.
   cfg.writeBufferBytes = Math.min(cfg.writeBufferBytes, framePayloadBytes(cfg), cfg.chunkSize);
   return cfg;

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { constants } from 'node:fs';
-import { mkdtemp, open, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readCheckpoint, writeCheckpoint } from '../src/master/checkpoint.js';
@@ -177,5 +177,29 @@ describe('op log', () => {
       expect(back!.image.inodes.length).toBe(20_003);
       expect(back!.image.trash!.length).toBe(1);
       expect(await readdir(dir)).toEqual(['checkpoint']); // the temporary file was renamed
+    }));
+
+  it('a checkpoint that cannot start is tried again after as many records more, not at every write', () =>
+    inTempDir(async (dir) => {
+      const warnings: string[] = [];
+      let { ns, log } = await openLog(dir, 3, (m) => warnings.push(m));
+      await mkdir(join(dir, 'oplog.1')); // the next log cannot be made (EISDIR)
+      for (let i = 0; i < 30; i++) await addDir(ns, log, `/d${i}`); // a write each
+      await log.close();
+      // Tried about every third record (at every write after the third, it would be ~28 times).
+      expect(warnings.length).toBeGreaterThanOrEqual(2);
+      expect(warnings.length).toBeLessThanOrEqual(11);
+      for (const w of warnings) expect(w).toMatch(/checkpoint not started .*EISDIR/);
+      await rm(join(dir, 'oplog.1'), { recursive: true });
+      const tried = warnings.length;
+      ({ ns, log } = await openLog(dir, 3, (m) => warnings.push(m)));
+      await addDir(ns, log, '/last'); // 31 records since checkpoint 0: this one starts checkpoint 1
+      await log.close();
+      expect(warnings).toHaveLength(tried);
+      expect(await checkpointGen(dir)).toBe(1);
+      const again = await openLog(dir);
+      for (let i = 0; i < 30; i++) expect(again.ns.resolve(`/d${i}`).type).toBe('dir');
+      expect(again.ns.resolve('/last').type).toBe('dir');
+      await again.log.close();
     }));
 });

@@ -119,7 +119,8 @@ export class OpLog {
       await writeCheckpoint(checkpointPath, gen, chunkSize, ns);
     }
     // The logs this checkpoint needs, oldest first; older ones are left over from before it.
-    const gens = await logsFrom(dir, gen);
+    await removeLogsBefore(dir, gen);
+    const gens = await logGens(dir);
     if (gens.length === 0) gens.push(gen);
     const logs: Array<{ ops: NsOp[]; end: number; size: number }> = [];
     for (const g of gens) logs.push(await readLog(join(dir, `oplog.${g}`), true));
@@ -218,6 +219,9 @@ export class OpLog {
         .catch((e: Error) => this.warn(`checkpoint ${next} failed (the last one and the op logs since are kept): ${e.message}`))
         .finally(() => (this.checkpointing = null));
     } catch (e) {
+      // Tried again after as many records more, not at every flush (a full disk would make each
+      // batch of records try, and warn, again).
+      this.records = 0;
       this.warn(`checkpoint not started (op log ${this.gen} goes on): ${(e as Error).message}`);
     }
   }
@@ -235,16 +239,19 @@ export class OpLog {
   }
 }
 
-/** Log generations in dir from `from` on, oldest first; older ones are removed. */
-async function logsFrom(dir: string, from: number): Promise<number[]> {
+/** The generations of the op logs in dir, oldest first. */
+async function logGens(dir: string): Promise<number[]> {
   const gens: number[] = [];
   for (const f of await readdir(dir)) {
     const m = /^oplog\.(\d+)$/.exec(f);
-    if (!m) continue;
-    if (Number(m[1]) >= from) gens.push(Number(m[1]));
-    else await rm(join(dir, f), { force: true });
+    if (m) gens.push(Number(m[1]));
   }
   return gens.sort((a, b) => a - b);
+}
+
+/** Remove the logs a checkpoint of generation gen makes obsolete. */
+export async function removeLogsBefore(dir: string, gen: number): Promise<void> {
+  for (const g of await logGens(dir)) if (g < gen) await rm(join(dir, `oplog.${g}`), { force: true });
 }
 
 /** A log's records, where they end and how long the file is; `mend`: zero a torn tail after them. */
@@ -292,14 +299,11 @@ export async function stateBefore(dir: string, chunkSize: number, gen: number): 
     throw new Error(`no checkpoint before generation ${gen} to build on in ${dir}`);
   }
   const ns = Namespace.fromImage(ckpt.image);
-  for (const g of await logsFrom(dir, ckpt.gen)) {
-    if (g < gen) replay(ns, (await readLog(join(dir, `oplog.${g}`), false)).ops, () => {});
+  for (const g of await logGens(dir)) {
+    if (g >= ckpt.gen && g < gen) replay(ns, (await readLog(join(dir, `oplog.${g}`), false)).ops, () => {});
   }
   return ns;
 }
-
-/** Remove the logs a checkpoint of generation gen makes obsolete. */
-export const removeLogsBefore = async (dir: string, gen: number): Promise<void> => void (await logsFrom(dir, gen));
 
 /**
  * The worker runs compiled JavaScript: beside this module once compiled (dist/master), or in
